@@ -1,0 +1,1 @@
+"""Safra: MLOps for agribusiness credit scoring. Shared settings, logging, CLI and local stack."""

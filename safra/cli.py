@@ -1,0 +1,99 @@
+"""`safra`: one command line, a subcommand per stage."""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from safra import logs as logsetup
+from safra import stack
+from safra.settings import get_settings
+
+app = typer.Typer(help="Safra: MLOps for agribusiness credit scoring.", no_args_is_help=True)
+stack_app = typer.Typer(help="The local stack: real services as local processes.")
+app.add_typer(stack_app, name="stack")
+console = Console()
+
+
+@app.callback()
+def main(verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False) -> None:
+    logsetup.configure(verbose)
+
+
+def _fail(exc: Exception) -> None:
+    console.print(f"[bold red]error:[/] {exc}")
+    raise typer.Exit(1)
+
+
+@stack_app.command("up")
+def stack_up(
+    services: Annotated[list[str] | None, typer.Argument(help="services (default: all)")] = None,
+) -> None:
+    """Provision (first run) and start the services; idempotent, resumes after a crash."""
+    s = get_settings()
+    t0 = time.monotonic()
+    try:
+        with console.status("starting the local stack") as spinner:
+
+            def step(name: str, what: str) -> None:
+                if what == "starting":
+                    spinner.update(f"{name}: provisioning and starting (log: "
+                                   f"{s.logs_dir / (name + '.log')})")
+                else:
+                    console.print(f"  [green]✓[/] {name:<13} {what}")
+
+            stack.up(s, services, on_step=step)
+    except (stack.StackError, stack.ProvisionError) as exc:
+        _fail(exc)
+    console.print(f"stack up in {time.monotonic() - t0:.1f} s; data in {s.data_dir}")
+    _print_status()
+
+
+@stack_app.command("down")
+def stack_down(
+    services: Annotated[list[str] | None, typer.Argument(help="services (default: all)")] = None,
+) -> None:
+    """Stop what the stack started, and nothing else."""
+    try:
+        stopped = stack.down(get_settings(), services)
+    except stack.StackError as exc:
+        _fail(exc)
+    console.print(f"stopped: {', '.join(stopped) or 'nothing was running'}")
+
+
+def _print_status(as_json: bool = False) -> None:
+    states = stack.status(get_settings())
+    if as_json:
+        console.print_json(json.dumps([vars(st) for st in states]))
+        return
+    table = Table("service", "state", "port", "pid", "memory", "url")
+    for st in states:
+        colour = {"running": "green", "starting": "yellow"}.get(st.state, "red")
+        mem = f"{st.rss_bytes / 2**20:.0f} MiB" if st.rss_bytes else ""
+        table.add_row(st.name, f"[{colour}]{st.state}[/]", str(st.port), str(st.pid or ""), mem,
+                      st.url)
+    total = sum(st.rss_bytes for st in states)
+    table.caption = f"total memory {total / 2**30:.2f} GiB"
+    console.print(table)
+
+
+@stack_app.command("status")
+def stack_status(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+    """Each service's state, port, pid and memory."""
+    _print_status(as_json)
+
+
+@stack_app.command("logs")
+def stack_logs(
+    name: str, lines: Annotated[int, typer.Option("--lines", "-n")] = 50
+) -> None:
+    """The last lines of one service's log."""
+    try:
+        console.print(stack.logs(get_settings(), name, lines), markup=False, highlight=False)
+    except stack.StackError as exc:
+        _fail(exc)

@@ -1,0 +1,124 @@
+"""The one settings object: environment variables prefixed ``SAFRA_``, an optional ``.env``.
+
+Defaults describe the local stack (every service on 127.0.0.1, state under ``.safra/``).
+Pointing Safra at real clusters means setting the URL-style fields (``SAFRA_KAFKA_BOOTSTRAP``,
+``SAFRA_ICEBERG_REST_URI``, ``SAFRA_TRINO_HOST``...) and leaving ``SAFRA_STACK_SERVICES`` empty,
+so that ``safra stack up`` starts nothing locally.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field, SecretStr, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+LOCAL_SERVICES = ("redis", "kafka", "iceberg-rest", "trino", "mlflow")
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="SAFRA_", env_file=".env", env_file_encoding="utf-8", extra="ignore"
+    )
+
+    # Where state and downloads live.
+    data_dir: Path = Field(default=Path(".safra"), description="logs, pids and service data")
+    cache_dir: Path = Field(
+        default=Path.home() / ".cache" / "safra", description="downloads, reused across runs"
+    )
+    bind_host: str = "127.0.0.1"
+    stack_services: str = Field(
+        default=",".join(LOCAL_SERVICES), description="comma-separated services `stack up` runs"
+    )
+    ready_timeout_s: float = 120.0
+    stop_timeout_s: float = 30.0
+
+    # Java: Kafka, the Iceberg REST catalog and Spark need 17+; Trino 476 needs 24+.
+    java_home: Path | None = None
+    trino_java_home: Path | None = None
+
+    # Kafka (KRaft, single node)
+    kafka_version: str = "4.1.1"
+    kafka_port: int = 9092
+    kafka_controller_port: int = 9093
+    kafka_heap: str = "512m"
+    kafka_bootstrap: str = ""
+
+    # Iceberg REST catalog (the reference fixture, catalog in SQLite, warehouse on disk)
+    iceberg_rest_version: str = "1.10.1"
+    iceberg_rest_port: int = 8181
+    iceberg_rest_uri: str = ""
+    iceberg_catalog: str = "iceberg"
+    iceberg_warehouse: str = ""
+
+    # Trino
+    trino_version: str = "476"
+    trino_port: int = 8080
+    trino_host: str = ""
+    trino_user: str = "safra"
+    trino_heap: str = "2G"
+
+    # Redis
+    redis_port: int = 6379
+    redis_url: str = ""
+    redis_password: SecretStr | None = None
+
+    # MLflow
+    mlflow_port: int = 5000
+    mlflow_tracking_uri: str = ""
+
+    # Spark (local mode; connectors from Maven Central through Ivy)
+    spark_master: str = "local[2]"
+    spark_driver_memory: str = "2g"
+    spark_version: str = "4.1.1"
+    iceberg_spark_version: str = "1.11.0"
+
+    @model_validator(mode="after")
+    def _fill_local_defaults(self) -> Settings:
+        self.data_dir = self.data_dir.expanduser().resolve()
+        self.cache_dir = self.cache_dir.expanduser().resolve()
+        host = self.bind_host
+        if not self.kafka_bootstrap:
+            self.kafka_bootstrap = f"{host}:{self.kafka_port}"
+        if not self.iceberg_rest_uri:
+            self.iceberg_rest_uri = f"http://{host}:{self.iceberg_rest_port}"
+        if not self.iceberg_warehouse:
+            self.iceberg_warehouse = (self.data_dir / "warehouse").as_uri()
+        if not self.trino_host:
+            self.trino_host = host
+        if not self.redis_url:
+            self.redis_url = f"redis://{host}:{self.redis_port}/0"
+        if not self.mlflow_tracking_uri:
+            self.mlflow_tracking_uri = f"http://{host}:{self.mlflow_port}"
+        unknown = set(self.local_services) - set(LOCAL_SERVICES)
+        if unknown:
+            raise ValueError(
+                f"SAFRA_STACK_SERVICES names unknown services {sorted(unknown)}; "
+                f"known: {', '.join(LOCAL_SERVICES)}"
+            )
+        return self
+
+    @property
+    def local_services(self) -> list[str]:
+        """The services the local stack supervises, in start order."""
+        wanted = {s.strip() for s in self.stack_services.split(",") if s.strip()}
+        return [s for s in LOCAL_SERVICES if s in wanted]
+
+    @property
+    def trino_url(self) -> str:
+        return f"http://{self.trino_host}:{self.trino_port}"
+
+    @property
+    def logs_dir(self) -> Path:
+        return self.data_dir / "logs"
+
+    @property
+    def run_dir(self) -> Path:
+        return self.data_dir / "run"
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings, built on first use (never at import time)."""
+    return Settings()

