@@ -97,3 +97,29 @@ def stack_logs(
         console.print(stack.logs(get_settings(), name, lines), markup=False, highlight=False)
     except stack.StackError as exc:
         _fail(exc)
+
+
+@stack_app.command("smoke")
+def stack_smoke() -> None:
+    """One real round trip through each service: Kafka, Iceberg (3 engines), MLflow, Redis."""
+    from safra.stack.smoke import run_smoke
+
+    def show(check) -> None:
+        mark = "[green]✓[/]" if check.ok else "[red]✗[/]"
+        console.print(f"  {mark} {check.name:<37} {check.detail} ({check.seconds:.1f} s)")
+
+    console.print("smoke flow over the local stack:")
+    checks = run_smoke(get_settings(), on_check=show)
+    if not all(c.ok for c in checks):
+        raise typer.Exit(1)
+
+
+@app.command("env")
+def env_file() -> None:
+    """Create .env from .env.example with generated secrets (existing values are kept)."""
+    from pathlib import Path
+
+    from safra.envfile import write_env_file
+
+    generated = write_env_file(Path(".env"), Path(".env.example"))
+    console.print(f".env ready; generated: {', '.join(generated) or 'nothing (all set)'}")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
 from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -61,7 +62,7 @@ class Settings(BaseSettings):
 
     # Redis
     redis_port: int = 6379
-    redis_url: str = ""
+    redis_url: str = Field(default="", repr=False)  # may carry the password
     redis_password: SecretStr | None = None
 
     # MLflow
@@ -88,10 +89,11 @@ class Settings(BaseSettings):
         if not self.trino_host:
             self.trino_host = host
         if not self.redis_url:
-            self.redis_url = f"redis://{host}:{self.redis_port}/0"
+            auth = f":{self.redis_password.get_secret_value()}@" if self.redis_password else ""
+            self.redis_url = f"redis://{auth}{host}:{self.redis_port}/0"
         if not self.mlflow_tracking_uri:
             self.mlflow_tracking_uri = f"http://{host}:{self.mlflow_port}"
-        unknown = set(self.local_services) - set(LOCAL_SERVICES)
+        unknown = self._wanted_services() - set(LOCAL_SERVICES)
         if unknown:
             raise ValueError(
                 f"SAFRA_STACK_SERVICES names unknown services {sorted(unknown)}; "
@@ -102,8 +104,11 @@ class Settings(BaseSettings):
     @property
     def local_services(self) -> list[str]:
         """The services the local stack supervises, in start order."""
-        wanted = {s.strip() for s in self.stack_services.split(",") if s.strip()}
+        wanted = self._wanted_services()
         return [s for s in LOCAL_SERVICES if s in wanted]
+
+    def _wanted_services(self) -> set[str]:
+        return {s.strip() for s in self.stack_services.split(",") if s.strip()}
 
     @property
     def trino_url(self) -> str:
@@ -116,6 +121,15 @@ class Settings(BaseSettings):
     @property
     def run_dir(self) -> Path:
         return self.data_dir / "run"
+
+
+def redact(url: str) -> str:
+    """``url`` without its password, for printing."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.replace(f":{parts.password}@", ":***@")
+    return urlunsplit(parts._replace(netloc=netloc))
 
 
 @lru_cache(maxsize=1)

@@ -7,7 +7,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from safra.settings import Settings
+from safra.settings import Settings, redact
 from safra.stack.process import ServiceState, StackError, Supervisor, port_open
 from safra.stack.provision import ProvisionError
 from safra.stack.services import SPECS
@@ -31,7 +31,7 @@ def supervisor(s: Settings) -> Supervisor:
 def service_endpoints(s: Settings) -> dict[str, tuple[int, str]]:
     """Port and URL of every local service, without provisioning anything."""
     return {
-        "redis": (s.redis_port, s.redis_url),
+        "redis": (s.redis_port, redact(s.redis_url)),
         "kafka": (s.kafka_port, f"kafka://{s.kafka_bootstrap}"),
         "iceberg-rest": (s.iceberg_rest_port, s.iceberg_rest_uri),
         "trino": (s.trino_port, s.trino_url),

@@ -22,7 +22,7 @@ import zipfile
 from collections.abc import Callable
 from pathlib import Path
 
-from safra.settings import Settings
+from safra.settings import Settings, redact
 from safra.stack.process import ServiceSpec
 from safra.stack.provision import (
     ProvisionError,
@@ -79,7 +79,7 @@ def redis_spec(s: Settings) -> ServiceSpec:
         return bool(redis.Redis.from_url(s.redis_url, socket_timeout=1).ping())
 
     return ServiceSpec(
-        "redis", s.redis_port, cmd, ready=ping, ready_timeout_s=30, url=s.redis_url
+        "redis", s.redis_port, cmd, ready=ping, ready_timeout_s=30, url=redact(s.redis_url)
     )
 
 

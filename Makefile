@@ -1,0 +1,71 @@
+# Safra: the two commands are `make demo` and `make test`. Everything else is a step of theirs.
+SHELL := /bin/bash
+PYTHON ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+UV_VERSION := 0.13.9
+STAMP := $(VENV)/.installed
+
+.PHONY: demo test install env prereqs stack-up stack-down stack-status smoke test-unit \
+        test-integration lint lock bench clean-data
+
+## demo: install everything, bring the local stack up and run the smoke flow
+demo: install
+	$(BIN)/safra stack up
+	$(BIN)/safra stack smoke
+	@echo "Stack is up: '$(BIN)/safra stack status' shows it; 'make stack-down' stops it."
+
+## test: install, bring the stack up and run unit, integration and e2e tests
+test: install
+	$(BIN)/safra stack up
+	$(BIN)/python -m pytest tests/unit tests/integration tests/e2e
+
+install: $(STAMP) .env
+
+$(STAMP): requirements.lock pyproject.toml
+	@bash scripts/prereqs.sh
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	@$(BIN)/python -m pip install -q "uv==$(UV_VERSION)"
+	@echo "installing the locked Python dependencies into $(VENV) (first run builds pyspark: minutes)"
+	$(BIN)/uv pip sync --python $(BIN)/python requirements.lock
+	$(BIN)/uv pip install --python $(BIN)/python --no-deps -e .
+	@touch $(STAMP)
+
+## env: a git-ignored .env with generated secrets (kept if present)
+.env: .env.example | $(STAMP)
+	$(BIN)/safra env
+env: .env
+
+prereqs:
+	@bash scripts/prereqs.sh
+
+stack-up: install
+	$(BIN)/safra stack up
+stack-down:
+	$(BIN)/safra stack down
+stack-status:
+	$(BIN)/safra stack status
+smoke: install
+	$(BIN)/safra stack smoke
+
+test-unit: install
+	$(BIN)/python -m pytest tests/unit
+test-integration: install
+	$(BIN)/safra stack up
+	$(BIN)/python -m pytest tests/integration
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+## lock: re-resolve requirements.in into requirements.lock
+lock:
+	$(BIN)/uv pip compile requirements.in -o requirements.lock --python-version 3.11
+
+bench: install
+	$(BIN)/python bench/stack_bench.py
+
+## clean-data: stop the stack and delete its data (not the download cache)
+clean-data: stack-down
+	rm -rf .safra

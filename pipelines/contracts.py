@@ -1,0 +1,154 @@
+"""Data contracts: the versioned Avro schemas of the events and how they are encoded and decoded.
+
+Schemas live in ``pipelines/schemas/<subject>.v<version>.avsc``. Messages are schemaless Avro
+(no container header); the writer's version travels beside the payload (for example in a Kafka
+header or a schema-registry id) and is passed to :func:`decode`, which reads with the newest
+reader schema of the subject, so old messages keep reading after the schema evolves.
+
+Timestamps (``timestamp-millis``) are decoded as epoch milliseconds (``int``), not ``datetime``:
+turning them into timestamps is the silver layer's job, done exactly once. :func:`encode` accepts
+either epoch milliseconds or timezone-aware ``datetime`` values.
+"""
+
+from __future__ import annotations
+
+import copy
+import io
+import json
+import logging
+from collections.abc import Mapping
+from functools import cache
+from importlib.resources import files
+from typing import Any
+
+import fastavro
+from fastavro.validation import ValidationError, validate
+
+logger = logging.getLogger(__name__)
+
+SUBJECTS: tuple[str, ...] = ("application", "outcome", "scored_request")
+VERSIONS: dict[str, tuple[int, ...]] = {
+    "application": (1, 2),
+    "outcome": (1,),
+    "scored_request": (1,),
+}
+LATEST: dict[str, int] = {subject: max(versions) for subject, versions in VERSIONS.items()}
+
+
+class ContractError(ValueError):
+    """A record or payload does not honour a subject's contract (or the contract is unknown)."""
+
+    def __init__(self, subject: str, version: int | None, cause: str) -> None:
+        where = subject if version is None else f"{subject} v{version}"
+        super().__init__(f"{where}: {cause}")
+        self.subject = subject
+        self.version = version
+        self.cause = cause
+
+
+def _check(subject: str, version: int) -> None:
+    if subject not in VERSIONS:
+        raise ContractError(subject, version, f"unknown subject; known subjects: {list(SUBJECTS)}")
+    if version not in VERSIONS[subject]:
+        raise ContractError(
+            subject, version, f"unknown version; known versions: {list(VERSIONS[subject])}"
+        )
+
+
+def schema_text(subject: str, version: int) -> str:
+    """The ``.avsc`` text of a schema, as it would be registered in a schema registry."""
+    _check(subject, version)
+    resource = files("pipelines") / "schemas" / f"{subject}.v{version}.avsc"
+    return resource.read_text(encoding="utf-8")
+
+
+@cache
+def _schema_json(subject: str, version: int) -> dict[str, Any]:
+    return json.loads(schema_text(subject, version))
+
+
+@cache
+def _parsed(subject: str, version: int) -> Any:
+    return fastavro.parse_schema(copy.deepcopy(_schema_json(subject, version)))
+
+
+def _without_logical_types(node: Any) -> Any:
+    if isinstance(node, dict):
+        return {k: _without_logical_types(v) for k, v in node.items() if k != "logicalType"}
+    if isinstance(node, list):
+        return [_without_logical_types(v) for v in node]
+    return node
+
+
+@cache
+def _parsed_raw(subject: str, version: int) -> Any:
+    """The schema with logical types dropped, so timestamps decode as epoch milliseconds."""
+    return fastavro.parse_schema(_without_logical_types(_schema_json(subject, version)))
+
+
+def load_schema(subject: str, version: int | None = None) -> Any:
+    """The parsed (``fastavro.parse_schema``) schema of ``subject`` v``version`` (default: latest).
+
+    The result is cached and shared: do not mutate it.
+    """
+    version = LATEST.get(subject, 0) if version is None else version
+    _check(subject, version)
+    return _parsed(subject, version)
+
+
+def validate_record(record: Mapping[str, Any], subject: str, version: int | None = None) -> None:
+    """Raise :class:`ContractError` unless ``record`` matches the schema, with no extra field."""
+    version = LATEST.get(subject, 0) if version is None else version
+    schema = load_schema(subject, version)
+    try:
+        validate(record, schema, raise_errors=True, strict=True)
+    except ValidationError as exc:
+        raise ContractError(subject, version, f"invalid record: {exc}") from exc
+
+
+def encode(record: Mapping[str, Any], subject: str, version: int | None = None) -> bytes:
+    """Schemaless Avro bytes of ``record`` written with ``subject`` v``version`` (default: latest).
+
+    The record must match the schema exactly: a missing, extra or mistyped field raises
+    :class:`ContractError`.
+    """
+    version = LATEST.get(subject, 0) if version is None else version
+    validate_record(record, subject, version)
+    buffer = io.BytesIO()
+    try:
+        fastavro.schemaless_writer(buffer, load_schema(subject, version), record, strict=True)
+    except (ValueError, TypeError, KeyError, OverflowError, AttributeError) as exc:
+        raise ContractError(subject, version, f"cannot encode record: {exc!r}") from exc
+    return buffer.getvalue()
+
+
+def decode(payload: bytes, writer_version: int, subject: str) -> dict[str, Any]:
+    """Read ``payload`` written with ``subject`` v``writer_version`` into the latest reader schema.
+
+    Fields the writer did not have get the reader's defaults (schema resolution). Timestamps come
+    back as epoch milliseconds. Bytes that do not decode, or leave bytes unread, raise
+    :class:`ContractError`.
+    """
+    _check(subject, writer_version)
+    reader_version = LATEST[subject]
+    buffer = io.BytesIO(payload)
+    try:
+        record = fastavro.schemaless_reader(
+            buffer,
+            _parsed_raw(subject, writer_version),
+            _parsed_raw(subject, reader_version),
+        )
+    except Exception as exc:  # fastavro raises many types on garbage: EOF, index, unicode...
+        raise ContractError(
+            subject, writer_version, f"undecodable payload ({len(payload)} bytes): {exc!r}"
+        ) from exc
+    if buffer.tell() != len(payload):
+        raise ContractError(
+            subject,
+            writer_version,
+            f"undecodable payload: {len(payload) - buffer.tell()} trailing bytes "
+            f"after a record of {buffer.tell()} bytes",
+        )
+    if not isinstance(record, dict):
+        raise ContractError(subject, writer_version, "payload did not decode to a record")
+    return record

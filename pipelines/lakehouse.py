@@ -1,0 +1,86 @@
+"""The lakehouse's entry points: one Spark session factory and one pyiceberg catalog.
+
+Both talk to the same Iceberg REST catalog as Trino, so a table created by one engine is
+read by the others. Spark's connectors (Iceberg runtime, Kafka, Avro) come from Maven Central
+through Ivy, cached under ``<cache_dir>/ivy``.
+"""
+
+from __future__ import annotations
+
+import importlib.resources
+import logging
+import os
+from typing import TYPE_CHECKING
+
+from safra.settings import Settings, get_settings
+
+if TYPE_CHECKING:
+    from pyiceberg.catalog import Catalog
+    from pyspark.sql import SparkSession
+
+log = logging.getLogger(__name__)
+
+
+def spark_packages(s: Settings) -> list[str]:
+    """Maven coordinates of the connectors; Kafka and Avro must match pyspark's version."""
+    scala = "2.13"
+    spark_minor = ".".join(s.spark_version.split(".")[:2])
+    return [
+        f"org.apache.iceberg:iceberg-spark-runtime-{spark_minor}_{scala}:{s.iceberg_spark_version}",
+        f"org.apache.spark:spark-sql-kafka-0-10_{scala}:{s.spark_version}",
+        f"org.apache.spark:spark-avro_{scala}:{s.spark_version}",
+    ]
+
+
+def spark_conf(s: Settings) -> dict[str, str]:
+    cat = f"spark.sql.catalog.{s.iceberg_catalog}"
+    return {
+        "spark.master": s.spark_master,
+        "spark.driver.memory": s.spark_driver_memory,
+        "spark.driver.host": s.bind_host,
+        "spark.driver.bindAddress": s.bind_host,
+        "spark.ui.enabled": "false",
+        "spark.jars.packages": ",".join(spark_packages(s)),
+        "spark.jars.ivy": str(s.cache_dir / "ivy"),
+        "spark.jars.ivySettings": str(
+            importlib.resources.files("safra.stack").joinpath("resources", "ivysettings.xml")
+        ),
+        "spark.sql.extensions": "org.apache.iceberg.spark.extensions.IcebergSparkSessionExtensions",
+        cat: "org.apache.iceberg.spark.SparkCatalog",
+        f"{cat}.type": "rest",
+        f"{cat}.uri": s.iceberg_rest_uri,
+        f"{cat}.warehouse": s.iceberg_warehouse,
+        "spark.sql.defaultCatalog": s.iceberg_catalog,
+        "spark.sql.session.timeZone": "UTC",
+        "spark.sql.shuffle.partitions": "4",
+        "spark.local.dir": str(s.data_dir / "spark" / "tmp"),
+        "spark.sql.warehouse.dir": str(s.data_dir / "spark" / "warehouse"),
+    }
+
+
+def spark_session(app_name: str = "safra", settings: Settings | None = None) -> SparkSession:
+    """A Spark session wired to the Iceberg catalog, with the Kafka and Avro connectors."""
+    from pyspark.sql import SparkSession
+
+    from safra.stack.provision import find_java
+
+    s = settings or get_settings()
+    os.environ.setdefault("JAVA_HOME", str(find_java(17, s.java_home, "Spark")))
+    (s.data_dir / "spark" / "tmp").mkdir(parents=True, exist_ok=True)
+    builder = SparkSession.builder.appName(app_name)
+    for key, value in spark_conf(s).items():
+        builder = builder.config(key, value)
+    log.info("starting Spark (%s); connectors cached in %s", s.spark_master, s.cache_dir / "ivy")
+    session = builder.getOrCreate()
+    session.sparkContext.setLogLevel("WARN")
+    return session
+
+
+def iceberg_catalog(settings: Settings | None = None) -> Catalog:
+    """The pyiceberg view of the same REST catalog."""
+    from pyiceberg.catalog import load_catalog
+
+    s = settings or get_settings()
+    return load_catalog(
+        s.iceberg_catalog, type="rest", uri=s.iceberg_rest_uri, warehouse=s.iceberg_warehouse
+    )

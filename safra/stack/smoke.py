@@ -1,0 +1,144 @@
+"""A smoke flow over the running stack: one real round trip through each service.
+
+Kafka (produce, consume back), Iceberg (created by pyiceberg, appended by Spark, counted by
+Trino), MLflow (a run, a registered model, an alias resolved) and Redis (a write read back).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from safra.settings import Settings
+
+log = logging.getLogger(__name__)
+
+SMOKE_NAMESPACE = "smoke"
+
+
+@dataclass
+class Check:
+    name: str
+    ok: bool
+    detail: str
+    seconds: float
+
+
+def kafka_round_trip(s: Settings) -> str:
+    from confluent_kafka import Consumer, Producer
+
+    topic, value = "safra.smoke", uuid.uuid4().hex.encode()
+    producer = Producer({"bootstrap.servers": s.kafka_bootstrap, "enable.idempotence": True})
+    producer.produce(topic, key=b"smoke", value=value)
+    if producer.flush(30):
+        raise RuntimeError(f"Kafka at {s.kafka_bootstrap} did not acknowledge within 30 s")
+    consumer = Consumer(
+        {
+            "bootstrap.servers": s.kafka_bootstrap,
+            "group.id": f"safra-smoke-{value.decode()}",
+            "auto.offset.reset": "earliest",
+        }
+    )
+    consumer.subscribe([topic])
+    deadline = time.monotonic() + 60
+    try:
+        while time.monotonic() < deadline:
+            msg = consumer.poll(1.0)
+            if msg is not None and msg.error() is None and msg.value() == value:
+                return f"message consumed back from {topic}"
+    finally:
+        consumer.close()
+    raise RuntimeError(f"the message produced to {topic} was not consumed back within 60 s")
+
+
+def iceberg_three_engines(s: Settings) -> str:
+    import pyarrow as pa
+    import trino
+    from pyiceberg.schema import Schema
+    from pyiceberg.types import LongType, NestedField, StringType
+
+    from pipelines.lakehouse import iceberg_catalog, spark_session
+
+    name = f"{SMOKE_NAMESPACE}.engines_{uuid.uuid4().hex[:8]}"
+    catalog = iceberg_catalog(s)
+    catalog.create_namespace_if_not_exists(SMOKE_NAMESPACE)
+    schema = Schema(
+        NestedField(1, "id", LongType(), required=False),
+        NestedField(2, "engine", StringType(), required=False),
+    )
+    table = catalog.create_table(name, schema)
+    try:
+        table.append(pa.Table.from_pylist([{"id": 1, "engine": "pyiceberg"}],
+                                          schema=table.schema().as_arrow()))  # fmt: skip
+        spark_session("safra-smoke", s).sql(
+            f"INSERT INTO {s.iceberg_catalog}.{name} VALUES (2, 'spark')"
+        )
+        with trino.dbapi.connect(
+            host=s.trino_host, port=s.trino_port, user=s.trino_user, catalog=s.iceberg_catalog
+        ) as conn:
+            cur = conn.cursor()
+            cur.execute(f"SELECT count(*) FROM {name}")
+            count = cur.fetchone()[0]
+    finally:
+        catalog.drop_table(name)
+    if count != 2:
+        raise RuntimeError(f"Trino counted {count} rows in {name}, expected 2")
+    return "pyiceberg created, Spark appended, Trino counted 2 rows"
+
+
+def mlflow_registry(s: Settings) -> str:
+    import mlflow
+    from mlflow import MlflowClient
+
+    mlflow.set_tracking_uri(s.mlflow_tracking_uri)
+    mlflow.set_experiment("safra-smoke")
+    with mlflow.start_run(run_name="smoke") as run:
+        mlflow.log_metric("ok", 1.0)
+    client = MlflowClient(s.mlflow_tracking_uri)
+    name = "safra-smoke"
+    if not client.search_registered_models(f"name='{name}'"):
+        client.create_registered_model(name)
+    version = client.create_model_version(name, f"runs:/{run.info.run_id}", run.info.run_id)
+    client.set_registered_model_alias(name, "smoke", version.version)
+    resolved = client.get_model_version_by_alias(name, "smoke").version
+    if resolved != version.version:
+        raise RuntimeError(f"alias 'smoke' resolved to {resolved}, expected {version.version}")
+    return f"run logged, {name} v{resolved} registered, alias resolved"
+
+
+def redis_round_trip(s: Settings) -> str:
+    import redis
+
+    client = redis.Redis.from_url(s.redis_url, socket_timeout=5)
+    key, value = "safra:smoke", uuid.uuid4().hex
+    client.set(key, value, ex=60)
+    if client.get(key) != value.encode():
+        raise RuntimeError("Redis did not return the value just written")
+    return "write read back"
+
+
+CHECKS: dict[str, Callable[[Settings], str]] = {
+    "kafka": kafka_round_trip,
+    "iceberg (pyiceberg + Spark + Trino)": iceberg_three_engines,
+    "mlflow": mlflow_registry,
+    "redis": redis_round_trip,
+}
+
+
+def run_smoke(s: Settings, on_check: Callable[[Check], None] | None = None) -> list[Check]:
+    """Run every check; a failure is reported with its cause and the others still run."""
+    checks = []
+    for name, fn in CHECKS.items():
+        t0 = time.monotonic()
+        try:
+            check = Check(name, True, fn(s), time.monotonic() - t0)
+        except Exception as exc:  # report every failure by name, keep checking the rest
+            log.debug("smoke check %s failed", name, exc_info=True)
+            check = Check(name, False, f"{type(exc).__name__}: {exc}", time.monotonic() - t0)
+        checks.append(check)
+        if on_check:
+            on_check(check)
+    return checks

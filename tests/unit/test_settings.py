@@ -1,0 +1,58 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from pydantic import ValidationError
+
+from safra.settings import LOCAL_SERVICES, Settings, redact
+
+
+def test_local_defaults_are_derived_from_ports(monkeypatch: pytest.MonkeyPatch, tmp_path: Path):
+    monkeypatch.chdir(tmp_path)
+    s = Settings(_env_file=None)
+    assert s.data_dir == tmp_path / ".safra"
+    assert s.kafka_bootstrap == "127.0.0.1:9092"
+    assert s.iceberg_rest_uri == "http://127.0.0.1:8181"
+    assert s.trino_url == "http://127.0.0.1:8080"
+    assert s.mlflow_tracking_uri == "http://127.0.0.1:5000"
+    assert s.redis_url == "redis://127.0.0.1:6379/0"
+    assert s.iceberg_warehouse == (tmp_path / ".safra" / "warehouse").as_uri()
+    assert s.local_services == list(LOCAL_SERVICES)
+    assert not (tmp_path / ".safra").exists()  # building settings creates nothing
+
+
+def test_environment_overrides_with_one_prefix(monkeypatch: pytest.MonkeyPatch, tmp_path: Path):
+    monkeypatch.setenv("SAFRA_KAFKA_PORT", "19092")
+    monkeypatch.setenv("SAFRA_TRINO_HOST", "trino.internal")
+    monkeypatch.setenv("SAFRA_DATA_DIR", str(tmp_path / "d"))
+    monkeypatch.setenv("SAFRA_REDIS_PASSWORD", "s3cret")
+    s = Settings(_env_file=None)
+    assert s.kafka_bootstrap == "127.0.0.1:19092"
+    assert s.trino_url == "http://trino.internal:8080"
+    assert s.data_dir == tmp_path / "d"
+    assert s.redis_url == "redis://:s3cret@127.0.0.1:6379/0"
+    assert "s3cret" not in redact(s.redis_url)
+    assert "s3cret" not in repr(s)
+
+
+def test_real_clusters_need_no_local_services(monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setenv("SAFRA_STACK_SERVICES", "")
+    monkeypatch.setenv("SAFRA_KAFKA_BOOTSTRAP", "broker-1:9092,broker-2:9092")
+    s = Settings(_env_file=None)
+    assert s.local_services == []
+    assert s.kafka_bootstrap == "broker-1:9092,broker-2:9092"
+
+
+def test_services_keep_dependency_order_and_reject_unknown(monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setenv("SAFRA_STACK_SERVICES", "trino, redis")
+    assert Settings(_env_file=None).local_services == ["redis", "trino"]
+    monkeypatch.setenv("SAFRA_STACK_SERVICES", "redis,postgres")
+    with pytest.raises(ValidationError, match="postgres"):
+        Settings(_env_file=None)
+
+
+def test_dotenv_file_is_read(monkeypatch: pytest.MonkeyPatch, tmp_path: Path):
+    env = tmp_path / ".env"
+    env.write_text("SAFRA_MLFLOW_PORT=5055\n")
+    assert Settings(_env_file=env).mlflow_tracking_uri == "http://127.0.0.1:5055"
