@@ -69,6 +69,17 @@ class Settings(BaseSettings):
     mlflow_port: int = 5000
     mlflow_tracking_uri: str = ""
 
+    # Kafka topics (Avro values; key = application id; header `schema.version`)
+    topic_applications: str = "safra.applications"
+    topic_outcomes: str = "safra.outcomes"
+    topic_scored_requests: str = "safra.scored-requests"
+
+    # Lakehouse
+    pseudonym_key: SecretStr = Field(
+        default=SecretStr(""), description="key of the keyed hash of CPF/CNPJ and names (.env)"
+    )
+    ingest_trigger_s: float = 5.0
+
     # Spark (local mode; connectors from Maven Central through Ivy)
     spark_master: str = "local[2]"
     spark_driver_memory: str = "2g"
@@ -121,6 +132,24 @@ class Settings(BaseSettings):
     @property
     def run_dir(self) -> Path:
         return self.data_dir / "run"
+
+    @property
+    def reports_dir(self) -> Path:
+        return self.data_dir / "reports"
+
+    @property
+    def checkpoints_dir(self) -> Path:
+        return self.data_dir / "checkpoints"
+
+    def require_pseudonym_key(self) -> str:
+        key = self.pseudonym_key.get_secret_value()
+        if len(key) < 16:
+            raise ValueError(
+                "SAFRA_PSEUDONYM_KEY is missing or shorter than 16 characters: it keys the hash "
+                "that replaces CPF/CNPJ and names from silver on. Fix: `make env` (generates it "
+                "into .env) or set it in the environment."
+            )
+        return key
 
 
 def redact(url: str) -> str:

@@ -81,7 +81,10 @@ def who_listens(port: int) -> str:
 class Supervisor:
     """Start, check and stop services, keeping pid and log files under one data folder."""
 
-    def __init__(self, run_dir: Path, logs_dir: Path, host: str = "127.0.0.1") -> None:
+    def __init__(
+        self, run_dir: Path, logs_dir: Path, host: str = "127.0.0.1", port_grace_s: float = 15.0
+    ) -> None:
+        self.port_grace_s = port_grace_s
         self.run_dir = run_dir
         self.logs_dir = logs_dir
         self.host = host
@@ -141,7 +144,7 @@ class Supervisor:
                     f"{spec.ready_timeout_s:.0f} s. Its log is {self.log_file(spec.name)}. "
                     f"Fix: `safra stack logs {spec.name}`, then `safra stack down` and `up`."
                 )
-        if port_open(self.host, spec.port):
+        if self._port_still_taken(spec.port):
             raise StackError(
                 f"{spec.name}: port {spec.port} on {self.host} is already taken by "
                 f"{who_listens(spec.port)}. Fix: stop that process, or give {spec.name} another "
@@ -201,6 +204,16 @@ class Supervisor:
                 f"Fix what the log names, or raise SAFRA_READY_TIMEOUT_S on a slow machine."
             )
         return "started"
+
+    def _port_still_taken(self, port: int) -> bool:
+        """True when ``port`` stays taken for ``port_grace_s``: a process killed a moment ago (its
+        leader already a zombie while its other threads exit) still holds its sockets briefly."""
+        deadline = time.monotonic() + self.port_grace_s
+        while port_open(self.host, port):
+            if time.monotonic() > deadline:
+                return True
+            time.sleep(0.25)
+        return False
 
     def wait_ready(self, spec: ServiceSpec, proc: psutil.Process, timeout: float) -> bool:
         deadline = time.monotonic() + timeout

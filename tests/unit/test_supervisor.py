@@ -34,7 +34,7 @@ def http_server(port: int) -> list[str]:
 
 @pytest.fixture
 def sup(tmp_path: Path) -> Supervisor:
-    return Supervisor(tmp_path / "run", tmp_path / "logs")
+    return Supervisor(tmp_path / "run", tmp_path / "logs", port_grace_s=1.0)
 
 
 def test_start_is_idempotent_and_stop_stops(sup: Supervisor) -> None:
