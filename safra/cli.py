@@ -42,8 +42,9 @@ def stack_up(
 
             def step(name: str, what: str) -> None:
                 if what == "starting":
-                    spinner.update(f"{name}: provisioning and starting (log: "
-                                   f"{s.logs_dir / (name + '.log')})")
+                    spinner.update(
+                        f"{name}: provisioning and starting (log: {s.logs_dir / (name + '.log')})"
+                    )
                 else:
                     console.print(f"  [green]✓[/] {name:<13} {what}")
 
@@ -75,8 +76,9 @@ def _print_status(as_json: bool = False) -> None:
     for st in states:
         colour = {"running": "green", "starting": "yellow"}.get(st.state, "red")
         mem = f"{st.rss_bytes / 2**20:.0f} MiB" if st.rss_bytes else ""
-        table.add_row(st.name, f"[{colour}]{st.state}[/]", str(st.port), str(st.pid or ""), mem,
-                      st.url)
+        table.add_row(
+            st.name, f"[{colour}]{st.state}[/]", str(st.port), str(st.pid or ""), mem, st.url
+        )
     total = sum(st.rss_bytes for st in states)
     table.caption = f"total memory {total / 2**30:.2f} GiB"
     console.print(table)
@@ -89,9 +91,7 @@ def stack_status(as_json: Annotated[bool, typer.Option("--json")] = False) -> No
 
 
 @stack_app.command("logs")
-def stack_logs(
-    name: str, lines: Annotated[int, typer.Option("--lines", "-n")] = 50
-) -> None:
+def stack_logs(name: str, lines: Annotated[int, typer.Option("--lines", "-n")] = 50) -> None:
     """The last lines of one service's log."""
     try:
         console.print(stack.logs(get_settings(), name, lines), markup=False, highlight=False)

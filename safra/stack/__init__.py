@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+
+import psutil
 
 from safra.settings import Settings, redact
 from safra.stack.process import ServiceState, StackError, Supervisor, port_open
@@ -87,10 +90,8 @@ def status(s: Settings) -> list[ServiceState]:
             states.append(ServiceState(name, "stale" if stale else "stopped", port, url=url))
             continue
         rss = 0
-        try:
+        with contextlib.suppress(psutil.Error):  # the process may end while we look
             rss = sum(p.memory_info().rss for p in [proc, *proc.children(recursive=True)])
-        except Exception:  # the process ended while we looked
-            pass
         state = "running" if port_open(s.bind_host, port) else "starting"
         states.append(ServiceState(name, state, port, proc.pid, rss, url))
     return states

@@ -7,6 +7,7 @@ ours and ``down`` stops only what the stack started. Services run in their own s
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -244,10 +245,8 @@ class Supervisor:
         _gone, alive = psutil.wait_procs(group, timeout=timeout)
         for p in alive:
             log.warning("%s (pid %s) ignored SIGTERM for %.0f s: killing it", name, p.pid, timeout)
-            try:
+            with contextlib.suppress(psutil.Error):
                 p.kill()
-            except psutil.Error:
-                pass
         psutil.wait_procs(alive, timeout=5)
         return True
 

@@ -242,7 +242,8 @@ def _trino_home(s: Settings, java_home: Path) -> Path:
         downloads = tmp / ".downloads"
         downloads.mkdir()
         maven_copy(
-            [f"io.trino:trino-server-core:{version}:tar.gz", f"io.trino:trino-iceberg:{version}:zip"],
+            [f"io.trino:trino-server-core:{version}:tar.gz",
+             f"io.trino:trino-iceberg:{version}:zip"],
             downloads, java_home, f"Trino {version}",
         )  # fmt: skip
         log.info("unpacking Trino %s", version)

@@ -1,4 +1,4 @@
-"""Each real service of the local stack does its job: Kafka, Iceberg (three engines), MLflow, Redis."""
+"""Each real service of the local stack does its job: Kafka, Iceberg (3 engines), MLflow, Redis."""
 
 from __future__ import annotations
 
