@@ -123,3 +123,53 @@ def env_file() -> None:
 
     generated = write_env_file(Path(".env"), Path(".env.example"))
     console.print(f".env ready; generated: {', '.join(generated) or 'nothing (all set)'}")
+
+
+@app.command("produce")
+def produce_cmd(
+    count: Annotated[int, typer.Option("--count", "-n", help="applications to send")] = 10_000,
+    rate: Annotated[
+        float | None, typer.Option(help="live mode: messages per second (default: backfill)")
+    ] = None,
+    scenario: Annotated[str, typer.Option(help="baseline | drought | bureau_recalibration")] = (
+        "baseline"
+    ),
+    seed: Annotated[int, typer.Option()] = 42,
+    start: Annotated[str | None, typer.Option(help="backfill start, ISO date")] = None,
+    end: Annotated[str | None, typer.Option(help="backfill end, ISO date")] = None,
+    schema_version: Annotated[int, typer.Option(help="application writer schema")] = 2,
+    duplicates: Annotated[int, typer.Option(help="re-send this many applications")] = 0,
+    poison: Annotated[int, typer.Option(help="send this many undecodable messages")] = 0,
+    no_outcomes: Annotated[bool, typer.Option("--no-outcomes")] = False,
+) -> None:
+    """Simulate credit applications (and their delayed outcomes) and send them to Kafka."""
+    from datetime import UTC, datetime
+
+    from rich.progress import MofNCompleteColumn, Progress, TimeElapsedColumn
+
+    from pipelines.producer import ProduceError, produce
+
+    def parse(day: str | None) -> datetime | None:
+        return datetime.fromisoformat(day).replace(tzinfo=UTC) if day else None
+
+    s = get_settings()
+    try:
+        with Progress(*Progress.get_default_columns(), MofNCompleteColumn(), TimeElapsedColumn(),
+                      console=console) as bar:  # fmt: skip
+            # outcomes' number depends on the window: the bar knows the total only without them
+            total = count + duplicates + poison if no_outcomes else None
+            task = bar.add_task("producing", total=total)
+            report = produce(
+                s, count, seed, scenario, rate, parse(start), parse(end), schema_version,
+                with_outcomes=not no_outcomes, duplicates=duplicates, poison=poison,
+                progress=lambda sent: bar.update(task, completed=sent),
+            )  # fmt: skip
+    except (ProduceError, ValueError) as exc:
+        _fail(exc)
+    console.print(
+        f"sent {report.applications} applications (v{report.schema_version}) to "
+        f"{report.topic_applications}, {report.outcomes} outcomes to {report.topic_outcomes}, "
+        f"{report.duplicates} duplicates, {report.poison} poison; {report.delivered} delivered, "
+        f"{report.failed} failed, {report.msgs_per_s:,.0f} msgs/s"
+        + (" (interrupted)" if report.interrupted else "")
+    )
