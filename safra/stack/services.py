@@ -219,7 +219,11 @@ def iceberg_rest_spec(s: Settings) -> ServiceSpec:
     env = {
         "SAFRA_REST_BIND_HOST": s.bind_host,
         "CATALOG_REST_PORT": str(s.iceberg_rest_port),
-        "CATALOG_URI": f"jdbc:sqlite:{data / 'catalog.db'}",
+        # SQLite takes one writer at a time: one pooled connection serializes the catalog's
+        # commits, WAL lets readers go on meanwhile, and a busy timeout waits out a lock
+        # instead of failing the commit with SQLITE_BUSY.
+        "CATALOG_URI": f"jdbc:sqlite:{data / 'catalog.db'}?journal_mode=WAL&busy_timeout=30000",
+        "CATALOG_CLIENTS": "1",
         "CATALOG_JDBC_USER": "safra",
         "CATALOG_JDBC_PASSWORD": "",
         "CATALOG_WAREHOUSE": s.iceberg_warehouse,

@@ -130,3 +130,26 @@ def test_redis_write_read_back(local_stack: Settings) -> None:
     assert client.get(key) == b"proponente-42"
     client.delete(key)
     assert client.get(key) is None
+
+
+def test_catalog_takes_concurrent_commits(local_stack: Settings) -> None:
+    """Several writers committing at once (ingestion, dbt, tests) never see SQLITE_BUSY."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from pyiceberg.schema import Schema
+    from pyiceberg.types import LongType, NestedField
+
+    namespace = f"it_concurrent_{uuid.uuid4().hex[:8]}"
+    iceberg_catalog(local_stack).create_namespace(namespace)
+
+    def writer(i: int) -> int:
+        catalog = iceberg_catalog(local_stack)
+        table = catalog.create_table(
+            f"{namespace}.t{i}", Schema(NestedField(1, "id", LongType(), required=False))
+        )
+        for k in range(3):
+            table.append(pa.Table.from_pylist([{"id": k}], schema=table.schema().as_arrow()))
+        return len(table.refresh().scan().to_arrow())
+
+    with ThreadPoolExecutor(6) as pool:
+        assert list(pool.map(writer, range(6))) == [3] * 6
