@@ -102,24 +102,25 @@ TABLES: dict[str, tuple[str, str]] = {
 }
 
 
-def table_name(s: Settings, table: str) -> str:
-    return f"{s.iceberg_catalog}.{NAMESPACE}.{table}"
+def table_name(s: Settings, table: str, namespace: str = NAMESPACE) -> str:
+    return f"{s.iceberg_catalog}.{namespace}.{table}"
 
 
-def ensure_bronze_tables(spark: SparkSession, s: Settings) -> list[str]:
+def ensure_bronze_tables(spark: SparkSession, s: Settings, namespace: str = NAMESPACE) -> list[str]:
     """Create the bronze namespace and tables when missing; never drop or replace. Returns the
-    names of the tables created now."""
-    spark.sql(f"CREATE NAMESPACE IF NOT EXISTS {s.iceberg_catalog}.{NAMESPACE}")
+    names of the tables created now. ``namespace`` lets tests use bronze tables of their own."""
+    spark.sql(f"CREATE NAMESPACE IF NOT EXISTS {s.iceberg_catalog}.{namespace}")
     created = []
     for table, (columns, partitioning) in TABLES.items():
-        name = table_name(s, table)
+        name = table_name(s, table, namespace)
         if spark.catalog.tableExists(name):
             continue
         spark.sql(
             f"CREATE TABLE IF NOT EXISTS {name} ({columns}) USING iceberg "
             f"PARTITIONED BY ({partitioning}) "
             "TBLPROPERTIES ('format-version'='2', 'write.metadata.delete-after-commit.enabled'="
-            "'true', 'write.metadata.previous-versions-max'='50')"
+            "'true', 'write.metadata.previous-versions-max'='50', "
+            "'commit.retry.num-retries'='10')"
         )
         log.info("created %s", name)
         created.append(name)

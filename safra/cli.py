@@ -173,3 +173,72 @@ def produce_cmd(
         f"{report.failed} failed, {report.msgs_per_s:,.0f} msgs/s"
         + (" (interrupted)" if report.interrupted else "")
     )
+
+
+@app.command("ingest")
+def ingest_cmd(
+    once: Annotated[bool, typer.Option("--once", help="drain what is in Kafka, then exit")] = False,
+    trigger_s: Annotated[float | None, typer.Option(help="micro-batch interval (streaming)")] = (
+        None
+    ),
+    topic: Annotated[
+        list[str] | None,
+        typer.Option(help="source (applications|outcomes|scored_requests)[=topic]; repeatable"),
+    ] = None,
+    namespace: Annotated[str, typer.Option(help="bronze namespace")] = "bronze",
+    max_offsets_per_trigger: Annotated[int, typer.Option()] = 500_000,
+) -> None:
+    """Spark Structured Streaming from Kafka into the Iceberg bronze tables (exactly once)."""
+    from pipelines.ingest import run_ingest
+
+    s = get_settings()
+    console.print(
+        f"ingesting from Kafka {s.kafka_bootstrap} into {s.iceberg_catalog}.{namespace}"
+        + (" (draining, then exiting)" if once else " (streaming; Ctrl-C stops)")
+    )
+    report = run_ingest(s, once=once, trigger_s=trigger_s, topics=topic, namespace=namespace,
+                        max_offsets_per_trigger=max_offsets_per_trigger)  # fmt: skip
+    for table, rows in sorted(report.rows.items()):
+        console.print(f"  {table:<40} +{rows:,} rows")
+    console.print(f"{report.total:,} rows in {report.seconds:.1f} s; checkpoints in "
+                  f"{s.checkpoints_dir / 'ingest'}")  # fmt: skip
+
+
+@app.command("transform")
+def transform_cmd(
+    full_refresh: Annotated[bool, typer.Option("--full-refresh")] = False,
+    layer: Annotated[list[str] | None, typer.Option(help="silver and/or gold (default both)")] = (
+        None
+    ),
+) -> None:
+    """bronze → silver → quality gate → gold → quality gate (dbt on Trino, Great Expectations)."""
+    from pipelines.transform import LAYERS, TransformFailed, run_transform
+
+    s = get_settings()
+    try:
+        report = run_transform(s, full_refresh=full_refresh, select_layers=layer or LAYERS,
+                               raise_on_failure=False)  # fmt: skip
+    except (TransformFailed, ValueError) as exc:
+        _fail(exc)
+    table = Table("layer", "model", "rows in", "rows out", "seconds")
+
+    def count(n: int | None) -> str:
+        return "" if n is None else f"{n:,}"
+
+    for m in report.models:
+        table.add_row(m.layer, m.model, count(m.rows_in), count(m.rows_out), f"{m.seconds:.1f}")
+    console.print(table)
+    console.print(f"dbt tests run: {report.tests_run}, failed: {len(report.test_failures)}")
+    for name, gate in report.gates.items():
+        mark = "[green]passed[/]" if gate.passed else "[red]FAILED[/]"
+        console.print(f"{name} gate {mark}: report {gate.report_path}")
+        for failure in gate.critical_failures:
+            console.print(f"  [red]✗[/] {failure}")
+        for warning in gate.warnings:
+            console.print(f"  [yellow]![/] {warning}")
+    for failure in report.test_failures:
+        console.print(f"  [red]✗[/] dbt: {failure}")
+    if not report.passed:
+        console.print(f"[bold red]stopped at {report.stopped_at}:[/] {report.reason}")
+        raise typer.Exit(1)
+    console.print(f"transform done in {report.seconds:.1f} s")

@@ -79,6 +79,8 @@ class Settings(BaseSettings):
         default=SecretStr(""), description="key of the keyed hash of CPF/CNPJ and names (.env)"
     )
     ingest_trigger_s: float = 5.0
+    bronze_schema: str = "bronze"
+    schema_prefix: str = Field(default="", description="prefix of the silver/gold schemas")
 
     # Spark (local mode; connectors from Maven Central through Ivy)
     spark_master: str = "local[2]"

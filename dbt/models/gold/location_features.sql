@@ -1,0 +1,168 @@
+{{
+    config(
+        unique_key=['uf', 'municipio'],
+    )
+}}
+
+{#-
+    Current state of each municipality (uf, municipio) over its whole history of valid
+    applications. Incremental runs recompute the municipalities with an application, or an
+    outcome of one of their applications, loaded into silver since the last gold run.
+-#}
+
+with
+
+silver_applications as (
+
+    select * from {{ ref('silver_applications') }}
+
+),
+
+silver_outcomes as (
+
+    select * from {{ ref('silver_outcomes') }}
+
+),
+
+valid_applications as (
+
+    select * from silver_applications
+    where registro_valido and municipio is not null
+
+),
+
+valid_outcomes as (
+
+    select
+        valid_applications.uf,
+        valid_applications.municipio,
+        silver_outcomes.inadimplente,
+        silver_outcomes._loaded_at
+    from silver_outcomes
+    inner join valid_applications
+        on valid_applications.id_solicitacao = silver_outcomes.id_solicitacao
+
+),
+
+{% if is_incremental() %}
+changed_locations as (
+
+    select uf, municipio from silver_applications
+    where _loaded_at > {{ gold_watermark() }}
+    union
+    select uf, municipio from valid_outcomes
+    where _loaded_at > {{ gold_watermark() }}
+
+),
+{% endif %}
+
+applications as (
+
+    select valid_applications.*
+    from valid_applications
+    {% if is_incremental() %}
+    inner join changed_locations
+        on changed_locations.uf = valid_applications.uf
+        and changed_locations.municipio = valid_applications.municipio
+    {% endif %}
+
+),
+
+outcomes as (
+
+    select valid_outcomes.*
+    from valid_outcomes
+    {% if is_incremental() %}
+    inner join changed_locations
+        on changed_locations.uf = valid_outcomes.uf
+        and changed_locations.municipio = valid_outcomes.municipio
+    {% endif %}
+
+),
+
+location_aggregates as (
+
+    select
+        uf,
+        municipio,
+        count(distinct proponente_id) as n_proponentes,
+        avg(valor_solicitado_credito) as valor_medio,
+        avg(area_total_hectares) as area_media,
+        avg(
+            case when faixa_risco_credito in ('ALTO', 'MUITO_ALTO') then 1e0 else 0e0 end
+        ) as share_alto_risco,
+        max(data_solicitacao) as feature_timestamp
+    from applications
+    group by uf, municipio
+
+),
+
+crop_counts as (
+
+    select
+        uf,
+        municipio,
+        cultura_principal,
+        count(*) as n_aplicacoes
+    from applications
+    where cultura_principal is not null
+    group by uf, municipio, cultura_principal
+
+),
+
+dominant_crop as (
+
+    -- a true mode: the most frequent crop, ties broken alphabetically
+    select uf, municipio, cultura_principal as cultura_dominante
+    from (
+        select
+            *,
+            row_number() over (
+                partition by uf, municipio
+                order by n_aplicacoes desc, cultura_principal asc
+            ) as crop_rank
+        from crop_counts
+    )
+    where crop_rank = 1
+
+),
+
+location_outcomes as (
+
+    select
+        uf,
+        municipio,
+        count_if(inadimplente) as inadimplencias,
+        count(inadimplente) as desfechos
+    from outcomes
+    group by uf, municipio
+
+),
+
+final as (
+
+    select
+        location_aggregates.uf,
+        location_aggregates.municipio,
+        location_aggregates.n_proponentes,
+        location_aggregates.valor_medio,
+        location_aggregates.area_media,
+        dominant_crop.cultura_dominante,
+        location_aggregates.share_alto_risco,
+        {{ densidade_proponentes('location_aggregates.n_proponentes') }}
+            as densidade_proponentes,
+        {{ safe_ratio('location_outcomes.inadimplencias', 'location_outcomes.desfechos') }}
+            as taxa_inadimplencia_observada,
+        location_aggregates.feature_timestamp,
+        {{ loaded_at_now() }} as _loaded_at
+    from location_aggregates
+    left join dominant_crop
+        on dominant_crop.uf = location_aggregates.uf
+        and dominant_crop.municipio = location_aggregates.municipio
+    left join location_outcomes
+        on location_outcomes.uf = location_aggregates.uf
+        and location_outcomes.municipio = location_aggregates.municipio
+
+)
+
+select * from final

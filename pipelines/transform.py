@@ -1,0 +1,248 @@
+"""Bronze -> silver -> gold: the dbt project, layer by layer, each layer behind its quality gate.
+
+For each layer in order: ``dbt build`` of the layer (incremental models, then their data tests),
+then the Great Expectations gate of the layer (``quality.gate.run_gate``). A failed build or a
+failed gate stops the run before the next layer: gold is never built on a silver that did not pass.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from pipelines.dbt_runner import DbtInvocation, ensure_schemas, run_dbt
+from safra.settings import Settings
+
+if TYPE_CHECKING:
+    from quality.gate import GateResult
+
+log = logging.getLogger(__name__)
+
+LAYERS: tuple[str, ...] = ("silver", "gold")
+
+#: what `dbt build` selects for each layer (silver also runs the bronze sources' tests)
+LAYER_SELECTORS: dict[str, str] = {
+    "silver": "source:bronze path:models/silver",
+    "gold": "path:models/gold",
+}
+
+#: silver model -> the bronze table it reads
+BRONZE_INPUTS: dict[str, str] = {
+    "silver_applications": "applications",
+    "silver_outcomes": "outcomes",
+}
+
+Gate = Callable[..., "GateResult"]
+
+
+@dataclass(frozen=True)
+class ModelRows:
+    """Rows one model read (bronze rows for silver, when known) and wrote in this run."""
+
+    model: str
+    layer: str
+    status: str
+    rows_in: int | None
+    rows_out: int | None
+    seconds: float
+
+
+@dataclass
+class TransformReport:
+    """What one transform run did, layer by layer."""
+
+    layers: list[str]
+    models: list[ModelRows] = field(default_factory=list)
+    test_failures: list[str] = field(default_factory=list)
+    test_warnings: list[str] = field(default_factory=list)
+    tests_run: int = 0
+    gates: dict[str, GateResult] = field(default_factory=dict)
+    stopped_at: str | None = None
+    reason: str | None = None
+    full_refresh: bool = False
+    seconds: float = 0.0
+
+    @property
+    def passed(self) -> bool:
+        return self.stopped_at is None
+
+    def rows(self, model: str) -> ModelRows | None:
+        return next((m for m in self.models if m.model == model), None)
+
+    def as_dict(self) -> dict[str, Any]:
+        """A JSON-friendly summary (for logs, MLflow lineage and the CLI)."""
+        return {
+            "passed": self.passed,
+            "layers": self.layers,
+            "full_refresh": self.full_refresh,
+            "stopped_at": self.stopped_at,
+            "reason": self.reason,
+            "seconds": round(self.seconds, 3),
+            "models": [m.__dict__ for m in self.models],
+            "tests_run": self.tests_run,
+            "test_failures": self.test_failures,
+            "test_warnings": self.test_warnings,
+            "gates": {
+                layer: {
+                    "passed": g.passed,
+                    "critical_failures": list(g.critical_failures),
+                    "warnings": list(g.warnings),
+                    "report_path": str(g.report_path),
+                }
+                for layer, g in self.gates.items()
+            },
+        }
+
+
+class TransformFailed(RuntimeError):
+    """A layer's dbt build or quality gate failed; ``report`` says which and why."""
+
+    def __init__(self, report: TransformReport) -> None:
+        super().__init__(f"transform stopped at {report.stopped_at}: {report.reason}")
+        self.report = report
+
+
+def _bronze_rows_pending(
+    settings: Settings, bronze_schema: str, schema_prefix: str, full_refresh: bool
+) -> dict[str, int | None]:
+    """Bronze rows the silver models will read: those ingested after silver's newest row
+    (all of them on a first run or a full refresh). None when it cannot be counted."""
+    import trino
+
+    catalog = settings.iceberg_catalog
+    counts: dict[str, int | None] = {}
+    conn = trino.dbapi.connect(
+        host=settings.trino_host, port=settings.trino_port, user=settings.trino_user,
+        catalog=catalog,
+    )  # fmt: skip
+    try:
+        cur = conn.cursor()
+        cur.execute(
+            "select table_name from information_schema.tables where table_schema = ?",
+            [f"{schema_prefix}silver"],
+        )
+        existing = {r[0] for r in cur.fetchall()}
+        for model, table in BRONZE_INPUTS.items():
+            source = f'{catalog}."{bronze_schema}"."{table}"'
+            sql = f"select count(*) from {source}"
+            if model in existing and not full_refresh:
+                sql += (
+                    " where ingested_at > (select coalesce(max(ingested_at), "
+                    f"timestamp '1970-01-01 00:00:00 UTC') from "
+                    f'{catalog}."{schema_prefix}silver"."{model}")'
+                )
+            try:
+                cur.execute(sql)
+                counts[model] = int(cur.fetchall()[0][0])
+            except trino.exceptions.TrinoQueryError as exc:
+                log.warning("could not count the bronze rows %s will read: %s", model, exc.message)
+                counts[model] = None
+    finally:
+        conn.close()
+    return counts
+
+
+def _record_build(
+    report: TransformReport, layer: str, build: DbtInvocation, rows_in: dict[str, int | None]
+) -> None:
+    for node in build.nodes:
+        if node.resource_type == "model":
+            report.models.append(
+                ModelRows(
+                    model=node.name,
+                    layer=layer,
+                    status=node.status,
+                    rows_in=rows_in.get(node.name),
+                    rows_out=node.rows_affected,
+                    seconds=round(node.seconds, 3),
+                )
+            )
+        elif node.resource_type in {"test", "unit_test"}:
+            report.tests_run += 1
+            if node.failed:
+                report.test_failures.append(f"{node.name}: {node.status}: {node.message}")
+            elif node.status == "warn":
+                report.test_warnings.append(f"{node.name}: {node.message}")
+
+
+def _default_gate() -> Gate:
+    from quality.gate import run_gate
+
+    return run_gate
+
+
+def run_transform(
+    settings: Settings,
+    full_refresh: bool = False,
+    select_layers: Sequence[str] = LAYERS,
+    *,
+    schema_prefix: str | None = None,
+    bronze_schema: str | None = None,
+    unit_tests: bool = False,
+    raise_on_failure: bool = True,
+    gate: Gate | None = None,
+) -> TransformReport:
+    """Build silver then gold with dbt, each followed by its dbt tests and its quality gate.
+
+    ``schema_prefix`` (default ``SAFRA_SCHEMA_PREFIX`` or none) puts the layers in
+    ``<prefix>silver`` / ``<prefix>gold``; ``bronze_schema`` (default ``SAFRA_BRONZE_SCHEMA`` or
+    ``bronze``) is where the sources are read. ``full_refresh`` rebuilds the incremental models
+    from all of bronze. ``unit_tests`` also runs the project's dbt unit tests (they are CI's
+    business; off by default). ``gate`` replaces ``quality.gate.run_gate`` (tests only).
+
+    Stops at the first failing build or gate: raises :class:`TransformFailed` carrying the
+    report (or, with ``raise_on_failure=False``, returns it with ``passed`` false).
+    """
+
+    unknown = [layer for layer in select_layers if layer not in LAYERS]
+    if unknown:
+        raise ValueError(f"unknown layers {unknown}; known: {list(LAYERS)}")
+    settings.require_pseudonym_key()
+    prefix = schema_prefix if schema_prefix is not None else settings.schema_prefix
+    bronze = bronze_schema or settings.bronze_schema
+    run_gate = gate or _default_gate()
+    layers = [layer for layer in LAYERS if layer in select_layers]
+    report = TransformReport(layers=layers, full_refresh=full_refresh)
+    began = time.perf_counter()
+    ensure_schemas(settings, [f"{prefix}{layer}" for layer in layers])
+
+    def stop(where: str, reason: str) -> TransformReport:
+        report.stopped_at, report.reason = where, reason
+        report.seconds = time.perf_counter() - began
+        log.error("transform stopped at %s: %s", where, reason)
+        if raise_on_failure:
+            raise TransformFailed(report)
+        return report
+
+    for layer in layers:
+        rows_in: dict[str, int | None] = {}
+        if layer == "silver":
+            rows_in = _bronze_rows_pending(settings, bronze, prefix, full_refresh)
+        # cautious: a test runs with the layer only when all it reads is in the layer (a gold
+        # relationship test to silver waits for gold)
+        args = ["build", "--select", LAYER_SELECTORS[layer], "--indirect-selection", "cautious"]
+        if full_refresh:
+            args.append("--full-refresh")
+        if not unit_tests:
+            args += ["--exclude-resource-type", "unit_test"]
+        build = run_dbt(args, settings, bronze_schema=bronze, schema_prefix=prefix)
+        _record_build(report, layer, build, rows_in)
+        if not build.success:
+            return stop(f"{layer} dbt build", "; ".join(build.failures()) or "dbt build failed")
+
+        result = run_gate(layer, settings, schema_prefix=prefix)
+        report.gates[layer] = result
+        if not result.passed:
+            return stop(f"{layer} quality gate", "; ".join(result.critical_failures))
+        log.info(
+            "%s: built and passed its gate (%d warnings)",
+            layer,
+            len(getattr(result, "warnings", [])),
+        )
+
+    report.seconds = time.perf_counter() - began
+    log.info("transform done in %.1fs: %s", report.seconds, [m.__dict__ for m in report.models])
+    return report
