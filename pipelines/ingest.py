@@ -500,12 +500,16 @@ def run_ingest(
     never dropped. Returns the rows this run added per table.
     """
     from pipelines.lakehouse import spark_session
+    from pipelines.producer import ensure_topics
 
     s = settings or get_settings()
     trigger_s = s.ingest_trigger_s if trigger_s is None else trigger_s
     stop = stop or threading.Event()
     spark = spark or spark_session("safra-ingest", s)
     chosen = select_sources(s, topics)
+    # A source whose topic does not exist yet (nothing scored so far, say) fails Spark's offset
+    # lookup: create missing topics first, as the producer does.
+    ensure_topics(s, [c.topic for c in chosen])
     planned = {p.name: p for p in plan_queries(s, chosen, namespace, checkpoint_root)}
     tables = {p.table for p in planned.values()}
     _retrying("creating the bronze tables", lambda: ensure_bronze_tables(spark, s, namespace))
