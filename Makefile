@@ -5,15 +5,22 @@ VENV := .venv
 BIN := $(VENV)/bin
 UV_VERSION := 0.13.9
 STAMP := $(VENV)/.installed
+DEMO_COUNT ?= 20000
 
 .PHONY: demo test install env prereqs stack-up stack-down stack-status smoke test-unit \
         test-integration lint lock bench clean-data
 
-## demo: install everything, bring the local stack up and run the smoke flow
+## demo: install everything, bring the local stack up, run the smoke flow and the data plane:
+## six months of simulated applications -> Kafka -> bronze -> silver/gold behind quality gates
 demo: install
 	$(BIN)/safra stack up
 	$(BIN)/safra stack smoke
+	$(BIN)/safra produce --count $(DEMO_COUNT) --duplicates 50 --poison 5
+	$(BIN)/safra ingest --once
+	$(BIN)/safra transform
 	@echo "Stack is up: '$(BIN)/safra stack status' shows it; 'make stack-down' stops it."
+	@echo "Trino UI http://127.0.0.1:8080/ui/ (user safra), MLflow http://127.0.0.1:5000,"
+	@echo "quality reports in .safra/reports/quality/"
 
 ## test: install, bring the stack up and run unit, integration and e2e tests
 test: install

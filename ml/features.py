@@ -1,0 +1,275 @@
+"""The one place that turns an application (+ the applicant's history) into model inputs.
+
+Training and serving both call :func:`model_inputs`; nothing else computes a feature, so there is
+no training/serving skew. The model (see :mod:`ml.train`) takes exactly :data:`FEATURE_COLUMNS`,
+in that order, with these types:
+
+Application fields (flat, the DOMAIN.md names; nested records already flattened):
+
+============================  ======  ===========================================================
+column                        type    meaning
+============================  ======  ===========================================================
+renda_bruta_anual_declarada   float   declared gross yearly income, BRL
+valor_solicitado_credito      float   amount asked, BRL
+prazo_meses                   float   term in months (NaN when unknown; old v1 messages have none)
+area_total_hectares           float   farm area
+anos_experiencia              float   years of experience
+serasa_score                  float   bureau score 0-1000, NaN when missing
+possui_experiencia_atividade  float   1.0 / 0.0, NaN when unknown (a short request does not say)
+ibama_autuacoes_ativas        float   1.0 / 0.0, NaN when the source did not answer
+cultura_principal             str     main crop (None when unknown)
+uf                            str     the farm's state
+tipo_pessoa                   str     FISICA / JURIDICA
+finalidade_credito            str     purpose
+============================  ======  ===========================================================
+
+Derived (from the application only):
+
+- ``regiao``: the UF's macro-region (NORTE, NORDESTE, CENTRO_OESTE, SUDESTE, SUL);
+- ``debt_to_income``: amount / gross yearly income (income floored at 1 BRL);
+- ``log_valor_solicitado``, ``log_renda_bruta_anual``: natural log of 1 + the BRL figure;
+- ``valor_por_hectare``: amount / area (NaN when the area is unknown or 0);
+- ``parcela_sobre_renda_mensal``: amount / term / (income / 12): the monthly installment's weight
+  (principal only; NaN without a term);
+- ``serasa_score_ausente``: 1.0 when the bureau had no score (also visible to the model through the
+  imputer's missing indicator, kept explicit so that reports and reasons can name it).
+
+The applicant's history, as of *before* the application (gold ``proponente_features`` through
+Feast's point-in-time join in training, the online store in serving). A new applicant has none:
+
+- ``proponente_conhecido``: 1.0 when the applicant applied before (``hist_n_solicitacoes`` > 0),
+  else 0.0; when 0.0 every ``hist_*`` column is null (NaN / None) — **never a silent zero
+  vector** — even if the caller passed zeros;
+- ``hist_n_solicitacoes``, ``hist_valor_medio``, ``hist_valor_max``, ``hist_valor_desvio``,
+  ``hist_score_medio``, ``hist_share_ibama``, ``hist_dias_desde_ultima``,
+  ``hist_inadimplencias_anteriores``, ``hist_desfechos_conhecidos`` (floats);
+- ``hist_taxa_inadimplencia``: defaults / known outcomes (NaN with no known outcome);
+- ``hist_valor_relativo``: this amount / the applicant's mean past amount;
+- ``hist_perfil_volatilidade``, ``hist_perfil_frequencia`` (str, None when unknown).
+
+Nothing else reaches the model: names, CPF/CNPJ, ids, coordinates and timestamps are dropped here,
+so they cannot change a score.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+logger = logging.getLogger(__name__)
+
+FEATURE_SET_VERSION = "1"
+"""Bump when a column is added, removed or its meaning changes (logged as a tag on every run)."""
+
+REGION_BY_UF: Mapping[str, str] = {
+    **dict.fromkeys(("AC", "AP", "AM", "PA", "RO", "RR", "TO"), "NORTE"),
+    **dict.fromkeys(("AL", "BA", "CE", "MA", "PB", "PE", "PI", "RN", "SE"), "NORDESTE"),
+    **dict.fromkeys(("DF", "GO", "MT", "MS"), "CENTRO_OESTE"),
+    **dict.fromkeys(("ES", "MG", "RJ", "SP"), "SUDESTE"),
+    **dict.fromkeys(("PR", "RS", "SC"), "SUL"),
+}
+"""The 27 UFs and their IBGE macro-region."""
+
+APPLICATION_NUMERIC: tuple[str, ...] = (
+    "renda_bruta_anual_declarada",
+    "valor_solicitado_credito",
+    "prazo_meses",
+    "area_total_hectares",
+    "anos_experiencia",
+    "serasa_score",
+    "possui_experiencia_atividade",
+    "ibama_autuacoes_ativas",
+)
+APPLICATION_CATEGORICAL: tuple[str, ...] = (
+    "cultura_principal",
+    "uf",
+    "tipo_pessoa",
+    "finalidade_credito",
+)
+APPLICATION_FIELDS: tuple[str, ...] = APPLICATION_NUMERIC + APPLICATION_CATEGORICAL
+"""The application fields :func:`model_inputs` reads (``prazo_meses`` may be absent)."""
+
+DERIVED_NUMERIC: tuple[str, ...] = (
+    "debt_to_income",
+    "log_valor_solicitado",
+    "log_renda_bruta_anual",
+    "valor_por_hectare",
+    "parcela_sobre_renda_mensal",
+    "serasa_score_ausente",
+)
+DERIVED_CATEGORICAL: tuple[str, ...] = ("regiao",)
+
+HISTORY_NUMERIC_INPUTS: tuple[str, ...] = (
+    "hist_n_solicitacoes",
+    "hist_valor_medio",
+    "hist_valor_max",
+    "hist_valor_desvio",
+    "hist_score_medio",
+    "hist_share_ibama",
+    "hist_dias_desde_ultima",
+    "hist_inadimplencias_anteriores",
+    "hist_desfechos_conhecidos",
+)
+HISTORY_CATEGORICAL: tuple[str, ...] = ("hist_perfil_volatilidade", "hist_perfil_frequencia")
+HISTORY_INPUTS: tuple[str, ...] = HISTORY_NUMERIC_INPUTS + HISTORY_CATEGORICAL
+"""History columns the caller may pass (all optional; missing means unknown)."""
+HISTORY_DERIVED: tuple[str, ...] = ("hist_taxa_inadimplencia", "hist_valor_relativo")
+HISTORY_NUMERIC: tuple[str, ...] = HISTORY_NUMERIC_INPUTS + HISTORY_DERIVED
+
+KNOWN_FLAG = "proponente_conhecido"
+
+NUMERIC: tuple[str, ...] = APPLICATION_NUMERIC + DERIVED_NUMERIC + (KNOWN_FLAG,) + HISTORY_NUMERIC
+"""Numeric model inputs (float64; NaN = unknown, imputed inside the model with an indicator)."""
+CATEGORICAL: tuple[str, ...] = APPLICATION_CATEGORICAL + DERIVED_CATEGORICAL + HISTORY_CATEGORICAL
+"""Categorical model inputs (str or None; one-hot inside the model, unknown levels ignored)."""
+FEATURE_COLUMNS: tuple[str, ...] = NUMERIC + CATEGORICAL
+"""Every model input, in the model's order."""
+
+REQUIRED_FIELDS: tuple[str, ...] = ("renda_bruta_anual_declarada", "valor_solicitado_credito", "uf")
+"""Without these an application cannot be scored at all."""
+
+ASSUMED_DEDUCTIONS_SHARE = 0.20
+"""Share of gross income assumed withheld (income tax, INSS/Funrural) between the gross yearly
+income the application declares and the monthly net income the short request carries:
+``renda_bruta_anual_declarada = renda_liquida_mes * 12 / (1 - ASSUMED_DEDUCTIONS_SHARE)``."""
+
+REQUEST_DEFAULTS: Mapping[str, Any] = {
+    "tipo_pessoa": "FISICA",
+    "finalidade_credito": "CUSTEIO_SAFRA",
+    "area_total_hectares": None,
+    "cultura_principal": None,
+    "possui_experiencia_atividade": None,
+    "anos_experiencia": None,
+    "serasa_score": None,
+    "ibama_autuacoes_ativas": None,
+}
+"""What a short request does not say, for an applicant with no known profile: the most common
+type and purpose; everything else unknown (None, imputed inside the model), never invented."""
+
+
+def _numeric(df: pd.DataFrame, column: str) -> pd.Series:
+    if column not in df.columns:
+        return pd.Series(np.nan, index=df.index, dtype="float64")
+    values = df[column]
+    if values.dtype == object or str(values.dtype) == "boolean":
+        values = values.map(lambda v: np.nan if v is None or v is pd.NA else v)
+    return pd.to_numeric(values, errors="coerce").astype("float64")
+
+
+def _categorical(df: pd.DataFrame, column: str) -> pd.Series:
+    """``column`` as str, every missing value (None, NaN, NA) as None; all None when absent."""
+    if column not in df.columns:
+        return pd.Series([None] * len(df), index=df.index, dtype=object)
+    values = [None if v is None or v is pd.NA or v != v else str(v) for v in df[column]]
+    return pd.Series(values, index=df.index, dtype=object)
+
+
+def _safe_ratio(num: pd.Series, den: pd.Series) -> pd.Series:
+    out = num / den.where(den > 0)
+    return out.replace([np.inf, -np.inf], np.nan)
+
+
+def model_inputs(df: pd.DataFrame) -> pd.DataFrame:
+    """The model inputs (:data:`FEATURE_COLUMNS`, documented above) of each row of ``df``.
+
+    ``df`` holds flat applications (the DOMAIN.md fields) and, optionally, the applicant's history
+    columns (:data:`HISTORY_INPUTS`). Pure and deterministic; the index is kept. ValueError when a
+    field of :data:`REQUIRED_FIELDS` is absent.
+    """
+    missing = [c for c in REQUIRED_FIELDS if c not in df.columns]
+    if missing:
+        raise ValueError(f"model_inputs needs columns {missing}; got {sorted(df.columns)}")
+    out = pd.DataFrame(index=df.index)
+    for column in APPLICATION_NUMERIC:
+        out[column] = _numeric(df, column)
+
+    income = out["renda_bruta_anual_declarada"]
+    amount = out["valor_solicitado_credito"]
+    out["debt_to_income"] = amount / income.clip(lower=1.0)
+    out["log_valor_solicitado"] = np.log1p(amount.clip(lower=0.0))
+    out["log_renda_bruta_anual"] = np.log1p(income.clip(lower=0.0))
+    out["valor_por_hectare"] = _safe_ratio(amount, out["area_total_hectares"])
+    installment = _safe_ratio(amount, out["prazo_meses"])
+    out["parcela_sobre_renda_mensal"] = _safe_ratio(installment, income / 12.0)
+    out["serasa_score_ausente"] = out["serasa_score"].isna().astype("float64")
+
+    n_before = _numeric(df, "hist_n_solicitacoes")
+    known = n_before.notna() & (n_before > 0)
+    out[KNOWN_FLAG] = known.astype("float64")
+    history = pd.DataFrame({c: _numeric(df, c) for c in HISTORY_NUMERIC_INPUTS}, index=df.index)
+    history["hist_taxa_inadimplencia"] = _safe_ratio(
+        history["hist_inadimplencias_anteriores"], history["hist_desfechos_conhecidos"]
+    )
+    history["hist_valor_relativo"] = _safe_ratio(amount, history["hist_valor_medio"])
+    for column in HISTORY_NUMERIC:
+        out[column] = history[column].where(known)
+
+    for column in APPLICATION_CATEGORICAL:
+        out[column] = _categorical(df, column)
+    out["uf"] = pd.Series(
+        [v if v is None else v.strip().upper() for v in out["uf"]], index=df.index, dtype=object
+    )
+    out["regiao"] = pd.Series(
+        [REGION_BY_UF.get(v) if v is not None else None for v in out["uf"]],
+        index=df.index,
+        dtype=object,
+    )
+    for column in HISTORY_CATEGORICAL:
+        values = _categorical(df, column)
+        out[column] = pd.Series(
+            [v if k else None for v, k in zip(values, known, strict=True)],
+            index=df.index,
+            dtype=object,
+        )
+    return out.loc[:, list(FEATURE_COLUMNS)]
+
+
+def request_to_application(
+    req: Mapping[str, Any], defaults: Mapping[str, Any] | None = None
+) -> dict[str, Any]:
+    """The application fields of a short scoring request — the one documented mapping.
+
+    ``req`` is ``{"id_proponente", "uf", "renda_liquida_mes", "valor_solicitado", "prazo"}``:
+
+    - ``id_proponente`` → ``proponente_id``;
+    - ``uf`` → ``uf`` (upper-cased; must be one of the 27 UFs);
+    - ``renda_liquida_mes`` (monthly net income, BRL) → ``renda_bruta_anual_declarada`` =
+      ``renda_liquida_mes * 12 / (1 - ASSUMED_DEDUCTIONS_SHARE)`` (10,000/month → 150,000/year);
+    - ``valor_solicitado`` → ``valor_solicitado_credito``;
+    - ``prazo`` (months) → ``prazo_meses``.
+
+    Every other field comes from ``defaults`` — in serving, the applicant's latest known profile
+    (area, crop, experience, score...) from the online store — and, for what that does not hold,
+    from :data:`REQUEST_DEFAULTS` (unknowns stay None). ValueError on a missing or invalid field.
+    """
+    for key in ("id_proponente", "uf", "renda_liquida_mes", "valor_solicitado", "prazo"):
+        if req.get(key) is None:
+            raise ValueError(f"scoring request lacks {key!r}")
+    uf = str(req["uf"]).strip().upper()
+    if uf not in REGION_BY_UF:
+        raise ValueError(f"unknown UF {req['uf']!r}")
+    net_month = float(req["renda_liquida_mes"])
+    amount = float(req["valor_solicitado"])
+    term = int(req["prazo"])
+    if net_month <= 0 or amount <= 0 or term <= 0:
+        raise ValueError(
+            "renda_liquida_mes, valor_solicitado and prazo must be > 0, got "
+            f"{net_month}, {amount}, {term}"
+        )
+    application: dict[str, Any] = dict(REQUEST_DEFAULTS)
+    if defaults:
+        application.update({k: v for k, v in defaults.items() if v is not None})
+    application.update(
+        {
+            "proponente_id": str(req["id_proponente"]),
+            "uf": uf,
+            "renda_bruta_anual_declarada": net_month * 12.0 / (1.0 - ASSUMED_DEDUCTIONS_SHARE),
+            "valor_solicitado_credito": amount,
+            "prazo_meses": term,
+        }
+    )
+    return application

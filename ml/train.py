@@ -1,0 +1,480 @@
+"""Training: an out-of-time split, two candidate pipelines, the better one logged and registered.
+
+Each candidate is ONE scikit-learn :class:`~sklearn.pipeline.Pipeline` (one-hot for categoricals,
+median imputation + missing indicators for numerics, then the classifier) over
+:func:`ml.features.model_inputs` — the same function serving calls. Candidates are compared on the
+same out-of-time validation window; the one with the higher validation ROC-AUC wins (ranking is
+what the thresholds then cut; F1 at the business threshold is logged beside it and is what
+promotion compares).
+
+:func:`fit_candidates` is pure (no MLflow): the benchmark and the tests use it directly.
+:func:`train_and_register` adds the MLflow run (params, metrics, per-segment metrics, plots,
+model with signature and input example, lineage tags, a reference sample for the drift monitor),
+registers the winner and points the ``challenger`` alias at it.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import subprocess
+import tempfile
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import cloudpickle
+import mlflow
+import numpy as np
+import pandas as pd
+import scipy
+import sklearn
+from mlflow.models import ModelSignature, infer_signature
+from mlflow.types import ColSpec, DataType, Schema, TensorSpec
+from sklearn.base import ClassifierMixin
+from sklearn.compose import ColumnTransformer
+from sklearn.ensemble import HistGradientBoostingClassifier, RandomForestClassifier
+from sklearn.impute import SimpleImputer
+from sklearn.pipeline import Pipeline
+from sklearn.preprocessing import OneHotEncoder
+from threadpoolctl import threadpool_limits
+
+from ml import evaluate
+from ml.features import CATEGORICAL, FEATURE_COLUMNS, FEATURE_SET_VERSION, NUMERIC, model_inputs
+from ml.registry import CHALLENGER, MODEL_NAME, experiment_id, tracking_client
+from safra.settings import Settings, get_settings
+
+logger = logging.getLogger(__name__)
+
+EXPERIMENT = "safra-credit"
+LABEL = "inadimplente"
+SELECTION_METRIC = "roc_auc"
+"""Candidates are ranked by validation ROC-AUC."""
+REFERENCE_SAMPLE_ROWS = 5_000
+REFERENCE_ARTIFACT = "reference/train_sample.parquet"
+RF_MAX_ROWS_PER_TREE = 100_000
+"""Each random-forest tree sees a bootstrap sample of at most this many rows (``max_samples``):
+on 2 cores a forest of full-size trees over a million rows is too slow, and the forest's quality
+saturates well before that."""
+
+
+def out_of_time_split(
+    df: pd.DataFrame, time_col: str = "data_solicitacao", valid_fraction: float = 0.2
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(train, valid): the most recent ``valid_fraction`` of rows by ``time_col`` is validation.
+
+    Rows tied at the cutoff all go to validation, so every training row is strictly older than
+    every validation row.
+    """
+    if not 0.0 < valid_fraction < 1.0:
+        raise ValueError(f"valid_fraction must be in (0, 1), got {valid_fraction}")
+    if time_col not in df.columns:
+        raise ValueError(f"no time column {time_col!r}")
+    ordered = df.sort_values(time_col, kind="stable")
+    n_valid = max(1, int(round(len(ordered) * valid_fraction)))
+    if len(ordered) - n_valid < 1:
+        raise ValueError(f"{len(ordered)} rows cannot be split by valid_fraction={valid_fraction}")
+    cutoff = ordered[time_col].iloc[len(ordered) - n_valid]
+    is_valid = ordered[time_col] >= cutoff
+    train, valid = ordered[~is_valid], ordered[is_valid]
+    if train.empty:
+        raise ValueError(f"every row is at or after the cutoff {cutoff}: no training rows")
+    logger.info(
+        "out-of-time split at %s=%s: %d train rows, %d validation rows",
+        time_col,
+        cutoff,
+        len(train),
+        len(valid),
+    )
+    return train, valid
+
+
+def build_pipeline(classifier: ClassifierMixin) -> Pipeline:
+    """The model: preprocessing of :data:`ml.features.FEATURE_COLUMNS` + ``classifier``."""
+    preprocess = ColumnTransformer(
+        [
+            (
+                "numeric",
+                SimpleImputer(strategy="median", add_indicator=True, keep_empty_features=True),
+                list(NUMERIC),
+            ),
+            (
+                "categorical",
+                OneHotEncoder(handle_unknown="ignore", sparse_output=False),
+                list(CATEGORICAL),
+            ),
+        ],
+        remainder="drop",
+        verbose_feature_names_out=False,
+    )
+    return Pipeline([("preprocess", preprocess), ("classifier", classifier)])
+
+
+def candidate_classifiers(
+    n_rows: int, random_state: int = 42, n_jobs: int = 1
+) -> dict[str, ClassifierMixin]:
+    """The candidates, by name: the seed's random forest and a histogram gradient boosting."""
+    max_samples = min(1.0, RF_MAX_ROWS_PER_TREE / max(n_rows, 1))
+    return {
+        "random_forest": RandomForestClassifier(
+            n_estimators=150,
+            min_samples_leaf=20,
+            max_features="sqrt",
+            max_samples=max_samples if max_samples < 1.0 else None,
+            n_jobs=n_jobs,
+            random_state=random_state,
+        ),
+        "hist_gradient_boosting": HistGradientBoostingClassifier(
+            learning_rate=0.05,
+            max_iter=500,
+            max_leaf_nodes=31,
+            min_samples_leaf=40,
+            l2_regularization=1.0,
+            early_stopping=True,
+            validation_fraction=0.1,
+            n_iter_no_change=30,
+            random_state=random_state,
+        ),
+    }
+
+
+@dataclass
+class CandidateFit:
+    """One fitted candidate and how it did on the validation window."""
+
+    name: str
+    pipeline: Pipeline
+    fit_seconds: float
+    valid_prob: np.ndarray
+    metrics: dict[str, float]
+
+
+@dataclass
+class Selection:
+    """The fitted candidates (by name) and the winner's name."""
+
+    candidates: dict[str, CandidateFit]
+    winner: str
+    train_inputs: pd.DataFrame
+    valid_inputs: pd.DataFrame
+    y_train: np.ndarray
+    y_valid: np.ndarray
+
+    @property
+    def best(self) -> CandidateFit:
+        return self.candidates[self.winner]
+
+
+@dataclass
+class TrainResult:
+    """What :func:`train_and_register` did."""
+
+    run_id: str
+    model_uri: str
+    """The logged model (``models:/<model id>``)."""
+    winner: str
+    metrics: dict[str, float]
+    """The winner's validation metrics (plus best_achievable_auc / auc_fraction_of_best)."""
+    candidate_aucs: dict[str, float]
+    model_name: str
+    version: str | None = None
+    """The registered version (None when ``register=False``)."""
+    segment_metrics: pd.DataFrame = field(default_factory=pd.DataFrame)
+    pipeline: Pipeline | None = None
+
+
+def labels(df: pd.DataFrame, label_col: str = LABEL) -> np.ndarray:
+    """``df[label_col]`` as 0/1 integers; ValueError when a label is missing."""
+    if label_col not in df.columns:
+        raise ValueError(f"no label column {label_col!r}")
+    y = df[label_col]
+    if y.isna().any():
+        raise ValueError(f"{int(y.isna().sum())} rows have no label {label_col!r}")
+    return y.astype(bool).to_numpy().astype(int)
+
+
+def fit_candidates(
+    train_df: pd.DataFrame,
+    valid_df: pd.DataFrame,
+    label_col: str = LABEL,
+    *,
+    candidates: Mapping[str, ClassifierMixin] | None = None,
+    deny_above: float = evaluate.DENY_ABOVE,
+    approve_below: float = evaluate.APPROVE_BELOW,
+    random_state: int = 42,
+    n_jobs: int = 1,
+) -> Selection:
+    """Fit every candidate on ``train_df``, evaluate on ``valid_df``, pick the best ROC-AUC.
+
+    Pure: no MLflow. ``n_jobs`` caps the threads (forest jobs and OpenMP) of every fit.
+    """
+    y_train, y_valid = labels(train_df, label_col), labels(valid_df, label_col)
+    if len(np.unique(y_train)) < 2:
+        raise ValueError("the training set holds one class only")
+    x_train, x_valid = model_inputs(train_df), model_inputs(valid_df)
+    chosen = dict(candidates or candidate_classifiers(len(x_train), random_state, n_jobs))
+    fits: dict[str, CandidateFit] = {}
+    for name, classifier in chosen.items():
+        pipeline = build_pipeline(classifier)
+        began = time.perf_counter()
+        with threadpool_limits(limits=n_jobs):
+            pipeline.fit(x_train, y_train)
+            prob = pipeline.predict_proba(x_valid)[:, 1]
+        seconds = time.perf_counter() - began
+        scores = evaluate.metrics(y_valid, prob, deny_above=deny_above, approve_below=approve_below)
+        fits[name] = CandidateFit(name, pipeline, seconds, prob, scores)
+        logger.info(
+            "candidate %s: %.1fs on %d rows, valid roc_auc %.4f, f1@%.2f %.4f",
+            name,
+            seconds,
+            len(x_train),
+            scores["roc_auc"],
+            deny_above,
+            scores["f1_at_threshold"],
+        )
+    winner = max(fits, key=lambda n: np.nan_to_num(fits[n].metrics[SELECTION_METRIC], nan=-1.0))
+    logger.info("winner by validation %s: %s", SELECTION_METRIC, winner)
+    return Selection(fits, winner, x_train, x_valid, y_train, y_valid)
+
+
+def git_commit(cwd: Path | None = None) -> str | None:
+    """``git rev-parse HEAD`` (suffixed ``-dirty`` with uncommitted changes), None without git."""
+    try:
+        head = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True, text=True, check=True,
+            timeout=10,
+        ).stdout.strip()  # fmt: skip
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"], cwd=cwd,
+            capture_output=True, text=True, check=True, timeout=10,
+        ).stdout.strip()  # fmt: skip
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return f"{head}-dirty" if dirty else head
+
+
+def _metric_key(*parts: str) -> str:
+    """An MLflow-safe metric name (letters, digits, ``_ - . /`` and spaces)."""
+    raw = ".".join(parts)
+    return "".join(c if c.isalnum() or c in "_-./ " else "_" for c in raw)
+
+
+def _classifier_params(classifier: ClassifierMixin) -> dict[str, Any]:
+    return {
+        k: v
+        for k, v in classifier.get_params(deep=False).items()
+        if v is None or isinstance(v, str | int | float | bool)
+    }
+
+
+def _finite(values: Mapping[str, float]) -> dict[str, float]:
+    return {k: float(v) for k, v in values.items() if v is not None and np.isfinite(v)}
+
+
+def model_signature(example: pd.DataFrame, pipeline: Pipeline) -> ModelSignature:
+    """Inputs: every :data:`FEATURE_COLUMNS` column (numerics double, categoricals string; nulls
+    allowed in both). Output: ``predict_proba``'s two columns (inferred from ``example``)."""
+    specs: list[ColSpec | TensorSpec] = [ColSpec(DataType.double, c) for c in NUMERIC]
+    specs += [ColSpec(DataType.string, c) for c in CATEGORICAL]
+    inputs = Schema(specs)
+    inferred = infer_signature(example, pipeline.predict_proba(example))
+    return ModelSignature(inputs=inputs, outputs=inferred.outputs)
+
+
+def model_requirements() -> list[str]:
+    """The model's pip requirements, pinned to the training environment.
+
+    Given explicitly: MLflow's inference of them reloads the model in a subprocess (~40 s here).
+    The pickled pipeline holds scikit-learn objects only, no Safra code.
+    """
+    return [
+        f"mlflow=={mlflow.__version__}",
+        f"scikit-learn=={sklearn.__version__}",
+        f"cloudpickle=={cloudpickle.__version__}",
+        f"numpy=={np.__version__}",
+        f"pandas=={pd.__version__}",
+        f"scipy=={scipy.__version__}",
+    ]
+
+
+def _log_figures(y: np.ndarray, prob: np.ndarray, deny_above: float) -> None:
+    figures: dict[str, Callable[[], Any]] = {
+        "plots/roc.png": lambda: evaluate.roc_figure(y, prob),
+        "plots/calibration.png": lambda: evaluate.calibration_figure(y, prob),
+        "plots/confusion_at_threshold.png": lambda: evaluate.confusion_figure(y, prob, deny_above),
+    }
+    for artifact, make in figures.items():
+        mlflow.log_figure(make(), artifact)
+
+
+def _log_reference_sample(selection: Selection, random_state: int, label_col: str) -> None:
+    x = selection.train_inputs
+    n = min(REFERENCE_SAMPLE_ROWS, len(x))
+    rows = np.random.default_rng(random_state).choice(len(x), size=n, replace=False)
+    rows.sort()
+    sample = x.iloc[rows].reset_index(drop=True)
+    sample[label_col] = selection.y_train[rows]
+    sample["prob_default"] = selection.best.pipeline.predict_proba(x.iloc[rows])[:, 1]
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / Path(REFERENCE_ARTIFACT).name
+        sample.to_parquet(path, index=False)
+        mlflow.log_artifact(str(path), artifact_path=str(Path(REFERENCE_ARTIFACT).parent))
+
+
+def train_and_register(
+    train_df: pd.DataFrame,
+    valid_df: pd.DataFrame,
+    label_col: str = LABEL,
+    *,
+    settings: Settings | None = None,
+    model_name: str = MODEL_NAME,
+    lineage: Mapping[str, str] | None = None,
+    best_achievable_auc: float | None = None,
+    register: bool = True,
+    approve_below: float = evaluate.APPROVE_BELOW,
+    deny_above: float = evaluate.DENY_ABOVE,
+    candidates: Mapping[str, ClassifierMixin] | None = None,
+    experiment_name: str = EXPERIMENT,
+    random_state: int = 42,
+    n_jobs: int = 1,
+) -> TrainResult:
+    """Train the candidates, log the run to MLflow, register the winner as ``challenger``.
+
+    ``train_df`` / ``valid_df``: flat applications (+ history columns, + ``label_col``), valid
+    being the later window (:func:`out_of_time_split`). ``lineage``: tags describing the data
+    (Iceberg snapshot ids, feature service version...); ``git_commit`` is added when absent.
+    ``best_achievable_auc``: the simulator's ceiling on ``valid_df``, logged with the fraction
+    of it reached. ``approve_below`` / ``deny_above`` are the business thresholds (the settings'
+    ``SAFRA_APPROVE_BELOW`` / ``SAFRA_DENY_ABOVE`` once they exist).
+    """
+    settings = settings or get_settings()
+    client = tracking_client(settings)
+    selection = fit_candidates(
+        train_df, valid_df, label_col, candidates=candidates, deny_above=deny_above,
+        approve_below=approve_below, random_state=random_state, n_jobs=n_jobs,
+    )  # fmt: skip
+    best = selection.best
+    winner_metrics = dict(best.metrics)
+    if best_achievable_auc is not None:
+        winner_metrics["best_achievable_auc"] = float(best_achievable_auc)
+        winner_metrics["auc_fraction_of_best"] = best.metrics["roc_auc"] / best_achievable_auc
+    segments = evaluate.segment_metrics(
+        selection.valid_inputs, selection.y_valid, best.valid_prob, deny_above=deny_above
+    )
+    tags = {k: str(v) for k, v in (lineage or {}).items()}
+    if "git_commit" not in tags:
+        commit = git_commit()
+        if commit:
+            tags["git_commit"] = commit
+    tags.update(
+        {
+            "model_name": model_name,
+            "winner": selection.winner,
+            "feature_set_version": FEATURE_SET_VERSION,
+            "actor": os.environ.get("SAFRA_ACTOR") or _user(),
+        }
+    )
+
+    with mlflow.start_run(
+        experiment_id=experiment_id(client, experiment_name),
+        run_name=f"{model_name}-{selection.winner}",
+    ) as run:
+        mlflow.set_tags(tags)
+        params: dict[str, Any] = {
+            "label_col": label_col,
+            "train_rows": len(train_df),
+            "valid_rows": len(valid_df),
+            "train_default_rate": round(float(selection.y_train.mean()), 6),
+            "valid_default_rate": round(float(selection.y_valid.mean()), 6),
+            "approve_below": approve_below,
+            "deny_above": deny_above,
+            "selection_metric": f"valid_{SELECTION_METRIC}",
+            "winner": selection.winner,
+            "n_features": len(FEATURE_COLUMNS),
+            "candidates": ",".join(selection.candidates),
+            "random_state": random_state,
+        }
+        if "data_solicitacao" in train_df.columns and "data_solicitacao" in valid_df.columns:
+            params["train_until"] = str(train_df["data_solicitacao"].max())
+            params["valid_from"] = str(valid_df["data_solicitacao"].min())
+        for name, fit in selection.candidates.items():
+            classifier = fit.pipeline.named_steps["classifier"]
+            params[f"{name}.class"] = type(classifier).__name__
+            params.update({f"{name}.{k}": v for k, v in _classifier_params(classifier).items()})
+        mlflow.log_params(params)
+
+        metric_values = {f"valid_{k}": v for k, v in winner_metrics.items()}
+        for name, fit in selection.candidates.items():
+            metric_values[_metric_key("candidate", name, "valid_roc_auc")] = fit.metrics["roc_auc"]
+            metric_values[_metric_key("candidate", name, "valid_f1_at_threshold")] = fit.metrics[
+                "f1_at_threshold"
+            ]
+            metric_values[_metric_key("candidate", name, "fit_seconds")] = fit.fit_seconds
+        for row in segments.itertuples(index=False):
+            for metric in ("roc_auc", "f1_at_threshold", "n", "observed_rate", "mean_prob"):
+                metric_values[_metric_key("segment", row.segment, str(row.value), metric)] = float(
+                    getattr(row, metric)
+                )
+        mlflow.log_metrics(_finite(metric_values))
+        mlflow.log_table(segments, "evaluation/segment_metrics.json")
+        _log_figures(selection.y_valid, best.valid_prob, deny_above)
+        _log_reference_sample(selection, random_state, label_col)
+
+        example = selection.valid_inputs.head(5)
+        info = mlflow.sklearn.log_model(
+            best.pipeline,
+            name="model",
+            serialization_format=mlflow.sklearn.SERIALIZATION_FORMAT_CLOUDPICKLE,
+            signature=model_signature(example, best.pipeline),
+            input_example=example,
+            pyfunc_predict_fn="predict_proba",
+            pip_requirements=model_requirements(),
+        )
+        run_id = run.info.run_id
+    logger.info(
+        "run %s logged: %s, valid roc_auc %.4f, f1@%.2f %.4f",
+        run_id,
+        selection.winner,
+        best.metrics["roc_auc"],
+        deny_above,
+        best.metrics["f1_at_threshold"],
+    )
+
+    version: str | None = None
+    if register:
+        registered = mlflow.register_model(
+            info.model_uri,
+            model_name,
+            tags={
+                "run_id": run_id,
+                "winner": selection.winner,
+                "valid_roc_auc": f"{best.metrics['roc_auc']:.6f}",
+                "valid_f1_at_threshold": f"{best.metrics['f1_at_threshold']:.6f}",
+                **tags,
+            },
+        )
+        version = str(registered.version)
+        client.set_registered_model_alias(model_name, CHALLENGER, version)
+        logger.info("registered %s version %s as @%s", model_name, version, CHALLENGER)
+    return TrainResult(
+        run_id=run_id,
+        model_uri=info.model_uri,
+        winner=selection.winner,
+        metrics=winner_metrics,
+        candidate_aucs={n: f.metrics["roc_auc"] for n, f in selection.candidates.items()},
+        model_name=model_name,
+        version=version,
+        segment_metrics=segments,
+        pipeline=best.pipeline,
+    )
+
+
+def _user() -> str:
+    import getpass
+
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return "unknown"

@@ -1,0 +1,221 @@
+"""Training, registry and promotion against the local stack's real MLflow server.
+
+Each test uses its own registered model name; runs go to a test experiment, decisions to the real
+promotion log (filtered by model name)."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from pathlib import Path
+
+import mlflow
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.ensemble import HistGradientBoostingClassifier, RandomForestClassifier
+
+from ml.features import FEATURE_COLUMNS, model_inputs
+from ml.promote import promote_if_better, promotion_log, rollback
+from ml.registry import CHALLENGER, CHAMPION, PREVIOUS_CHAMPION, tracking_client, version_by_alias
+from ml.train import REFERENCE_ARTIFACT, out_of_time_split, train_and_register
+from pipelines.simulator import (
+    applications_frame,
+    best_achievable_auc,
+    generate_applications,
+    generate_outcomes,
+)
+from safra.settings import Settings
+
+pytestmark = pytest.mark.stack
+
+EXPERIMENT = "safra-credit-integration-tests"
+
+
+@pytest.fixture(scope="module")
+def windows() -> dict[str, pd.DataFrame]:
+    """20,000 labelled simulator applications: train / valid / holdout, oldest to newest."""
+    apps = generate_applications(
+        20_000, seed=11, start=datetime(2023, 1, 1), end=datetime(2025, 1, 1)
+    )
+    outcomes = generate_outcomes(apps, seed=11)
+    frame = applications_frame(apps)
+    frame["inadimplente"] = [o["inadimplente"] for o in outcomes]
+    rest, holdout = out_of_time_split(frame, valid_fraction=0.2)
+    train, valid = out_of_time_split(rest, valid_fraction=0.2)
+    return {"train": train, "valid": valid, "holdout": holdout}
+
+
+def _forest() -> RandomForestClassifier:
+    return RandomForestClassifier(n_estimators=40, min_samples_leaf=20, n_jobs=1, random_state=1)
+
+
+def _candidates() -> dict:
+    return {
+        "random_forest": _forest(),
+        "hist_gradient_boosting": HistGradientBoostingClassifier(
+            max_iter=200, learning_rate=0.08, random_state=1
+        ),
+    }
+
+
+def _model_name() -> str:
+    return f"it-safra-credit-{uuid.uuid4().hex[:8]}"
+
+
+def test_training_run_is_logged_registered_and_loadable(
+    local_stack: Settings, windows: dict[str, pd.DataFrame]
+) -> None:
+    name = _model_name()
+    valid = windows["valid"]
+    ceiling = best_achievable_auc(valid, valid["inadimplente"].to_numpy())
+    result = train_and_register(
+        windows["train"],
+        valid,
+        settings=local_stack,
+        model_name=name,
+        lineage={"iceberg.snapshot.silver_applications": "1234", "feature_service": "none-yet"},
+        best_achievable_auc=ceiling,
+        candidates=_candidates(),
+        experiment_name=EXPERIMENT,
+    )
+    client = tracking_client(local_stack)
+    run = client.get_run(result.run_id)
+    m, tags, params = run.data.metrics, run.data.tags, run.data.params
+
+    assert result.winner == "hist_gradient_boosting"
+    assert result.candidate_aucs["hist_gradient_boosting"] > result.candidate_aucs["random_forest"]
+    for key in (
+        "valid_f1_at_threshold",
+        "valid_roc_auc",
+        "valid_pr_auc",
+        "valid_brier",
+        "valid_ks",
+    ):
+        assert 0.0 <= m[key] <= 1.0, key
+    assert m["valid_roc_auc"] > 0.78
+    assert m["valid_best_achievable_auc"] == pytest.approx(ceiling)
+    assert m["valid_auc_fraction_of_best"] == pytest.approx(m["valid_roc_auc"] / ceiling)
+    assert m["valid_auc_fraction_of_best"] > 0.95
+    assert "candidate.random_forest.valid_roc_auc" in m
+    assert "segment.regiao.NORDESTE.roc_auc" in m and "segment.tipo_pessoa.JURIDICA.n" in m
+    assert params["winner"] == "hist_gradient_boosting"
+    assert params["random_forest.n_estimators"] == "40"
+    assert tags["iceberg.snapshot.silver_applications"] == "1234"
+    assert tags["feature_set_version"] == "1"
+    assert len(tags["git_commit"]) >= 40
+
+    artifacts = {a.path for a in client.list_artifacts(result.run_id, "plots")}
+    assert {
+        "plots/roc.png",
+        "plots/calibration.png",
+        "plots/confusion_at_threshold.png",
+    } <= artifacts
+    local = Path(
+        mlflow.artifacts.download_artifacts(run_id=result.run_id, artifact_path=REFERENCE_ARTIFACT)
+    )
+    reference = pd.read_parquet(local)
+    assert 0 < len(reference) <= 5_000
+    assert set(FEATURE_COLUMNS) <= set(reference.columns)
+    assert not {"cpf_cnpj", "nome_razao_social"} & set(reference.columns)
+
+    assert result.version is not None
+    assert version_by_alias(client, name, CHALLENGER) == result.version
+    inputs = model_inputs(windows["holdout"].head(100))
+    pyfunc = mlflow.pyfunc.load_model(f"models:/{name}@{CHALLENGER}")
+    assert pyfunc.metadata.get_input_schema().input_names() == list(FEATURE_COLUMNS)
+    proba = np.asarray(pyfunc.predict(inputs), dtype=float)
+    assert proba.shape == (100, 2)
+    np.testing.assert_allclose(proba.sum(axis=1), 1.0)
+    sk = mlflow.sklearn.load_model(f"models:/{name}@{CHALLENGER}")
+    np.testing.assert_allclose(sk.predict_proba(inputs)[:, 1], proba[:, 1])
+    # an unknown applicant from a short request scores too (nulls where the request is silent)
+    short = inputs.head(1).assign(
+        area_total_hectares=np.nan, cultura_principal=None, serasa_score=np.nan
+    )
+    assert 0.0 < float(np.asarray(pyfunc.predict(short))[0, 1]) < 1.0
+
+
+def test_promotion_lifecycle(local_stack: Settings, windows: dict[str, pd.DataFrame]) -> None:
+    name = _model_name()
+    client = tracking_client(local_stack)
+    train, valid, holdout = windows["train"], windows["valid"], windows["holdout"]
+
+    def train_version(frame: pd.DataFrame, candidates: dict) -> str:
+        result = train_and_register(
+            frame, valid, settings=local_stack, model_name=name, candidates=candidates,
+            experiment_name=EXPERIMENT,
+        )  # fmt: skip
+        assert result.version is not None
+        return result.version
+
+    with pytest.raises(ValueError, match="previous-champion"):
+        rollback(local_stack, name)  # nothing registered yet
+
+    # 1. the first model (the seed's random forest) becomes champion
+    v1 = train_version(train, {"random_forest": _forest()})
+    first = promote_if_better(local_stack, name, holdout)
+    assert first.action == "first-champion" and first.promoted
+    assert version_by_alias(client, name, CHAMPION) == v1
+
+    # 2. a model trained on shuffled labels is refused, and the record says why
+    shuffled = train.assign(
+        inadimplente=np.random.default_rng(0).permutation(train["inadimplente"].to_numpy())
+    )
+    v2 = train_version(shuffled, _candidates())
+    refused = promote_if_better(local_stack, name, holdout)
+    assert refused.action == "refused" and not refused.promoted
+    assert refused.reasons[0].startswith("f1_at_threshold")
+    assert any(r.startswith("roc_auc") for r in refused.reasons)
+    assert version_by_alias(client, name, CHAMPION) == v1
+    tags = client.get_model_version(name, v2).tags
+    assert tags["promotion.action"] == "refused"
+    assert tags["promotion.reason"].startswith("f1_at_threshold")
+    assert float(tags["promotion.champion_f1_at_threshold"]) == pytest.approx(
+        refused.champion_metrics["f1_at_threshold"], abs=1e-6
+    )
+
+    # a dry run decides but moves and records nothing
+    v3 = train_version(train, _candidates())
+    dry = promote_if_better(local_stack, name, holdout, dry_run=True)
+    assert dry.action == "promoted" and dry.log_run_id is None
+    assert version_by_alias(client, name, CHAMPION) == v1
+
+    # 3. the better model (gradient boosting) is promoted; the old champion is kept as previous
+    promoted = promote_if_better(local_stack, name, holdout)
+    assert promoted.action == "promoted", promoted.reason
+    assert (
+        promoted.challenger_metrics["f1_at_threshold"]
+        >= promoted.champion_metrics["f1_at_threshold"] + 0.01
+    )
+    assert version_by_alias(client, name, CHAMPION) == v3
+    assert version_by_alias(client, name, PREVIOUS_CHAMPION) == v1
+    assert "champion_since" in client.get_model_version(name, v3).tags
+
+    # promoting again with nothing new is refused, not a silent no-op
+    again = promote_if_better(local_stack, name, holdout)
+    assert again.action == "refused" and "already the champion" in again.reason
+
+    # 4. rollback restores the old champion in one call; a second rollback fails clearly
+    back = rollback(local_stack, name)
+    assert back.action == "rolled-back"
+    assert version_by_alias(client, name, CHAMPION) == v1
+    assert version_by_alias(client, name, PREVIOUS_CHAMPION) is None
+    with pytest.raises(ValueError, match="nothing to roll back"):
+        rollback(local_stack, name)
+
+    # 5. the promotion log holds every recorded decision, in order, with who and why
+    log = promotion_log(local_stack, name)
+    assert log["action"].tolist() == [
+        "first-champion",
+        "refused",
+        "promoted",
+        "refused",
+        "rolled-back",
+    ]
+    assert log["challenger_version"].tolist() == [v1, v2, v3, v3, v3]
+    assert log["champion_version_after"].tolist() == [v1, v1, v3, v3, v1]
+    assert log["actor"].notna().all() and log["reason"].str.len().gt(0).all()
+    assert log["holdout_fingerprint"].iloc[:4].nunique() == 1  # the same holdout every time
+    assert log["decided_at"].is_monotonic_increasing
+    assert promotion_log(local_stack, f"{name}-absent").empty
