@@ -677,3 +677,35 @@ def test_dbt_unit_tests(scenario: dict[str, Any]) -> None:
     finally:
         drop_schemas(state["db"], state["settings"],
                      [f"{state['prefix']}unit_gold", f"{state['prefix']}unit_silver"])  # fmt: skip
+
+
+def test_a_batch_breaking_a_critical_expectation_stops_before_gold(local_stack: Settings) -> None:
+    """A bronze batch with 30 % invalid records passes dbt (silver flags them) but fails the silver
+    gate: gold is never built, and the report names the expectation and the observed share."""
+    settings = local_stack
+    tag = uuid.uuid4().hex[:10]
+    bronze_schema, prefix = f"it_bad_bronze_{tag}", f"it_bad_{tag}_"
+    db = Trino(settings)
+    create_bronze(db, settings, bronze_schema)
+    try:
+        apps = generate_applications(200, SEED + 1, START, END)
+        for i in range(0, 60):  # 30 % with a zero amount
+            apps[i] = _invalidate(apps[i], "amount")
+        writer = BronzeWriter(settings, bronze_schema, "applications", "safra.applications")
+        writer.append(apps, [a["id_solicitacao"] for a in apps])
+
+        report = run_transform(
+            settings, schema_prefix=prefix, bronze_schema=bronze_schema, raise_on_failure=False
+        )
+        assert not report.passed
+        assert report.stopped_at == "silver quality gate"
+        assert "registro_valido" in report.reason and "0.700" in report.reason
+        assert [m.layer for m in report.models] == ["silver", "silver"]  # no gold model ran
+        gold_tables = db.query(
+            f"select table_name from information_schema.tables where table_schema = '{prefix}gold'"
+        )
+        assert gold_tables == []
+        html = report.gates["silver"].report_path.read_text()
+        assert "registro_valido" in html
+    finally:
+        drop_schemas(db, settings, [f"{prefix}gold", f"{prefix}silver", bronze_schema])
