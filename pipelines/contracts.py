@@ -80,10 +80,16 @@ def _without_logical_types(node: Any) -> Any:
     return node
 
 
+def schema_without_logical_types(subject: str, version: int) -> Any:
+    """The schema's JSON with logical types dropped: timestamps read and write as epoch ms
+    (binary-identical to the logical form). Used by the decoder, the producer and Spark."""
+    return _without_logical_types(_schema_json(subject, version))
+
+
 @cache
 def _parsed_raw(subject: str, version: int) -> Any:
     """The schema with logical types dropped, so timestamps decode as epoch milliseconds."""
-    return fastavro.parse_schema(_without_logical_types(_schema_json(subject, version)))
+    return fastavro.parse_schema(schema_without_logical_types(subject, version))
 
 
 def load_schema(subject: str, version: int | None = None) -> Any:

@@ -27,10 +27,10 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 from pipelines.bronze import NAMESPACE, ensure_bronze_tables
-from pipelines.contracts import LATEST, VERSIONS, schema_text
+from pipelines.contracts import LATEST, VERSIONS, schema_text, schema_without_logical_types
 from safra.settings import Settings, get_settings
 
 if TYPE_CHECKING:
@@ -111,17 +111,9 @@ def select_sources(
 # --- decoding ---------------------------------------------------------------------------------
 
 
-def _without_logical_types(node: Any) -> Any:
-    if isinstance(node, dict):
-        return {k: _without_logical_types(v) for k, v in node.items() if k != "logicalType"}
-    if isinstance(node, list):
-        return [_without_logical_types(v) for v in node]
-    return node
-
-
 def writer_schema_json(subject: str, version: int) -> str:
     """The writer schema handed to ``from_avro``: timestamps as plain longs (epoch ms)."""
-    return json.dumps(_without_logical_types(json.loads(schema_text(subject, version))))
+    return json.dumps(schema_without_logical_types(subject, version))
 
 
 def _header(name: str) -> Column:

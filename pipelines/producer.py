@@ -278,19 +278,9 @@ def compile_writer(schema: Any) -> Callable[[Any], bytes]:
     raise NotImplementedError(f"type {kind!r}")
 
 
-def _strip_logical_types(node: Any) -> Any:
-    if isinstance(node, dict):
-        return {k: _strip_logical_types(v) for k, v in node.items() if k != "logicalType"}
-    if isinstance(node, list):
-        return [_strip_logical_types(v) for v in node]
-    return node
-
-
 @cache
 def _raw_schema(subject: str, version: int) -> Any:
-    return fastavro.parse_schema(
-        _strip_logical_types(json.loads(contracts.schema_text(subject, version)))
-    )
+    return fastavro.parse_schema(contracts.schema_without_logical_types(subject, version))
 
 
 @cache
