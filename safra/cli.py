@@ -242,3 +242,24 @@ def transform_cmd(
         console.print(f"[bold red]stopped at {report.stopped_at}:[/] {report.reason}")
         raise typer.Exit(1)
     console.print(f"transform done in {report.seconds:.1f} s")
+
+
+@app.command("quality")
+def quality_cmd(
+    layer: Annotated[str, typer.Argument(help="bronze | silver | gold")],
+    schema_prefix: Annotated[str | None, typer.Option(help="silver/gold schema prefix")] = None,
+) -> None:
+    """Run one layer's quality gate alone; exit 1 when a critical expectation fails."""
+    from quality.gate import run_gate
+
+    s = get_settings()
+    prefix = s.schema_prefix if schema_prefix is None else schema_prefix
+    result = run_gate(layer, s, prefix, s.bronze_schema)
+    for failure in result.critical_failures:
+        console.print(f"  [red]✗[/] {failure}")
+    for warning in result.warnings:
+        console.print(f"  [yellow]![/] {warning}")
+    verdict = "[green]passed[/]" if result.passed else "[red]FAILED[/]"
+    console.print(f"{layer} gate {verdict}; report {result.report_path}")
+    if not result.passed:
+        raise typer.Exit(1)
