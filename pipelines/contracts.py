@@ -80,6 +80,17 @@ def _without_logical_types(node: Any) -> Any:
     return node
 
 
+def enum_symbols(subject: str, field_name: str, version: int | None = None) -> tuple[str, ...]:
+    """The symbols of an enum field of ``subject`` (default: latest version): the contract is
+    the one source of the domain's closed vocabularies."""
+    for spec in _schema_json(subject, version or LATEST[subject])["fields"]:
+        if spec["name"] == field_name:
+            if isinstance(spec["type"], dict) and spec["type"].get("type") == "enum":
+                return tuple(spec["type"]["symbols"])
+            raise ContractError(subject, version, f"field {field_name!r} is not an enum")
+    raise ContractError(subject, version, f"no field {field_name!r}")
+
+
 def schema_without_logical_types(subject: str, version: int) -> Any:
     """The schema's JSON with logical types dropped: timestamps read and write as epoch ms
     (binary-identical to the logical form). Used by the decoder, the producer and Spark."""

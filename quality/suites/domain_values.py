@@ -2,30 +2,17 @@
 
 from __future__ import annotations
 
+from pipelines.contracts import enum_symbols
+
 UFS: tuple[str, ...] = (
     "AC", "AL", "AP", "AM", "BA", "CE", "DF", "ES", "GO", "MA", "MT", "MS", "MG", "PA",
     "PB", "PR", "PE", "PI", "RJ", "RN", "RS", "RO", "RR", "SC", "SP", "SE", "TO",
 )  # fmt: skip
 
-TIPOS_PESSOA: tuple[str, ...] = ("FISICA", "JURIDICA")
-FINALIDADES_CREDITO: tuple[str, ...] = (
-    "CUSTEIO_SAFRA",
-    "INVESTIMENTO_MAQUINARIO",
-    "AMPLIACAO_AREA",
-    "OUTROS",
-)
-CULTURAS: tuple[str, ...] = (
-    "SOJA",
-    "MILHO",
-    "CAFE",
-    "CANA_DE_ACUCAR",
-    "ALGODAO",
-    "FRUTICULTURA",
-    "TRIGO",
-    "ARROZ",
-    "FEIJAO",
-    "EUCALIPTO",
-)
+# the enums of the application contract (pipelines/schemas), never written out twice
+TIPOS_PESSOA: tuple[str, ...] = enum_symbols("application", "tipo_pessoa")
+FINALIDADES_CREDITO: tuple[str, ...] = enum_symbols("application", "finalidade_credito")
+CULTURAS: tuple[str, ...] = enum_symbols("application", "cultura_principal")
 CLASSIFICACOES_PROPRIEDADE: tuple[str, ...] = ("MINIFUNDIO", "PEQUENA", "MEDIA", "GRANDE")
 FAIXAS_RISCO_CREDITO: tuple[str, ...] = ("SEM_SCORE", "BAIXO", "MEDIO", "ALTO", "MUITO_ALTO")
 PERFIS_FREQUENCIA: tuple[str, ...] = ("NOVO", "RECORRENTE", "FREQUENTE", "MUITO_FREQUENTE")

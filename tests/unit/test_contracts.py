@@ -167,3 +167,14 @@ def test_invalid_records_are_refused_on_encode(applications: list[dict[str, Any]
         encode(as_v1(applications[0]), "application", 2)  # v2 fields missing
     with pytest.raises(ContractError, match=r"^application v1"):
         encode(applications[0], "application", 1)  # v2 fields are extra in v1
+
+
+def test_enum_symbols_come_from_the_contract() -> None:
+    from pipelines.contracts import ContractError, enum_symbols
+
+    assert enum_symbols("application", "tipo_pessoa") == ("FISICA", "JURIDICA")
+    assert len(enum_symbols("application", "cultura_principal")) == 10
+    with pytest.raises(ContractError, match="not an enum"):
+        enum_symbols("application", "proponente_id")
+    with pytest.raises(ContractError, match="no field"):
+        enum_symbols("application", "nope")
