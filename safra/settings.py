@@ -82,6 +82,26 @@ class Settings(BaseSettings):
     bronze_schema: str = "bronze"
     schema_prefix: str = Field(default="", description="prefix of the silver/gold schemas")
 
+    # Features (Feast: offline store = Trino over the gold Iceberg tables, online store = Redis)
+    feature_repo: Path = Field(default=Path("feature_repo"), description="the Feast repo folder")
+    feast_project: str = "safra"
+
+    # Model: registry name and the business thresholds on the probability of default
+    model_name: str = "safra-credit"
+    approve_below: float = Field(default=0.10, gt=0, lt=1, description="APPROVE below this")
+    deny_above: float = Field(default=0.30, gt=0, lt=1, description="DENY above this")
+    promotion_margin: float = Field(default=0.005, ge=0, description="F1 gain needed to promote")
+
+    # Scoring API (BentoML)
+    serving_port: int = 3000
+    api_key: SecretStr = Field(default=SecretStr(""), description="key of the scoring API (.env)")
+    champion_poll_s: float = Field(default=5.0, gt=0, description="how often the API checks @champion")
+
+    # Monitoring and orchestration
+    drift_share: float = Field(default=0.3, gt=0, le=1, description="drifted-column share that is drift")
+    drift_sample_rows: int = 20_000
+    airflow_port: int = 8793
+
     # Spark (local mode; connectors from Maven Central through Ivy)
     spark_master: str = "local[2]"
     spark_driver_memory: str = "2g"
@@ -106,6 +126,11 @@ class Settings(BaseSettings):
             self.redis_url = f"redis://{auth}{host}:{self.redis_port}/0"
         if not self.mlflow_tracking_uri:
             self.mlflow_tracking_uri = f"http://{host}:{self.mlflow_port}"
+        if not self.approve_below < self.deny_above:
+            raise ValueError(
+                f"SAFRA_APPROVE_BELOW ({self.approve_below}) must be below SAFRA_DENY_ABOVE "
+                f"({self.deny_above})"
+            )
         unknown = self._wanted_services() - set(LOCAL_SERVICES)
         if unknown:
             raise ValueError(
@@ -142,6 +167,16 @@ class Settings(BaseSettings):
     @property
     def checkpoints_dir(self) -> Path:
         return self.data_dir / "checkpoints"
+
+    def require_api_key(self) -> str:
+        """The scoring API's key; ValueError naming the fix when it is missing or short."""
+        key = self.api_key.get_secret_value()
+        if len(key) < 16:
+            raise ValueError(
+                "SAFRA_API_KEY is missing or shorter than 16 characters: it guards the scoring API. "
+                "Fix: `make env` (generates it into .env) or export SAFRA_API_KEY."
+            )
+        return key
 
     def require_pseudonym_key(self) -> str:
         key = self.pseudonym_key.get_secret_value()
