@@ -33,6 +33,9 @@ def _fail(exc: Exception) -> None:
 @stack_app.command("up")
 def stack_up(
     services: Annotated[list[str] | None, typer.Argument(help="services (default: all)")] = None,
+    with_: Annotated[
+        str, typer.Option("--with", help="optional services too, comma-separated: api, airflow")
+    ] = "",
 ) -> None:
     """Provision (first run) and start the services; idempotent, resumes after a crash."""
     s = get_settings()
@@ -48,7 +51,8 @@ def stack_up(
                 else:
                     console.print(f"  [green]✓[/] {name:<13} {what}")
 
-            stack.up(s, services, on_step=step)
+            extra = [n.strip() for n in with_.split(",") if n.strip()]
+            stack.up(s, services, on_step=step, extra=extra)
     except (stack.StackError, stack.ProvisionError) as exc:
         _fail(exc)
     console.print(f"stack up in {time.monotonic() - t0:.1f} s; data in {s.data_dir}")

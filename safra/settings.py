@@ -16,6 +16,8 @@ from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 LOCAL_SERVICES = ("redis", "kafka", "iceberg-rest", "trino", "mlflow")
+OPTIONAL_SERVICES = ("api", "airflow")
+"""Started only when asked: `safra stack up --with api,airflow` (they need the others up first)."""
 
 
 class Settings(BaseSettings):

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 import psutil
 
-from safra.settings import Settings, redact
+from safra.settings import OPTIONAL_SERVICES, Settings, redact
 from safra.stack.process import ServiceState, StackError, Supervisor, port_open
 from safra.stack.provision import ProvisionError
 from safra.stack.services import SPECS
@@ -39,12 +39,15 @@ def service_endpoints(s: Settings) -> dict[str, tuple[int, str]]:
         "iceberg-rest": (s.iceberg_rest_port, s.iceberg_rest_uri),
         "trino": (s.trino_port, s.trino_url),
         "mlflow": (s.mlflow_port, s.mlflow_tracking_uri),
+        "api": (s.serving_port, f"http://{s.bind_host}:{s.serving_port}"),
+        "airflow": (s.airflow_port, f"http://{s.bind_host}:{s.airflow_port}"),
     }
 
 
-def _selected(s: Settings, names: list[str] | None) -> list[str]:
-    if not names:
-        return s.local_services
+def _selected(s: Settings, names: list[str] | None, extra: list[str] | None = None) -> list[str]:
+    """``names`` (default: the configured services) plus ``extra`` (optional services), in
+    start order."""
+    names = [*(names or s.local_services), *(extra or [])]
     unknown = [n for n in names if n not in SPECS]
     if unknown:
         raise StackError(f"unknown service(s) {unknown}; known: {', '.join(SPECS)}")
@@ -52,12 +55,17 @@ def _selected(s: Settings, names: list[str] | None) -> list[str]:
 
 
 def up(
-    s: Settings, names: list[str] | None = None, on_step: Callable[[str, str], None] | None = None
+    s: Settings,
+    names: list[str] | None = None,
+    on_step: Callable[[str, str], None] | None = None,
+    extra: list[str] | None = None,
 ) -> list[UpResult]:
-    """Provision (first run) and start the selected services in dependency order; idempotent."""
+    """Provision (first run) and start the selected services in dependency order; idempotent.
+
+    ``extra``: optional services (``api``, ``airflow``) started after the others."""
     sup = supervisor(s)
     results = []
-    for name in _selected(s, names):
+    for name in _selected(s, names, extra):
         t0 = time.monotonic()
         if on_step:
             on_step(name, "starting")
@@ -85,6 +93,8 @@ def status(s: Settings) -> list[ServiceState]:
     states = []
     for name, (port, url) in service_endpoints(s).items():
         proc = sup.process(name)
+        if proc is None and name in OPTIONAL_SERVICES and not sup.pid_file(name).exists():
+            continue  # not asked for: not listed
         if proc is None:
             stale = sup.pid_file(name).exists()
             states.append(ServiceState(name, "stale" if stale else "stopped", port, url=url))
