@@ -102,7 +102,7 @@ class Settings(BaseSettings):
     # Monitoring and orchestration
     drift_share: float = Field(default=0.3, gt=0, le=1, description="drifted-column share that is drift")
     drift_sample_rows: int = 20_000
-    airflow_port: int = 8793
+    airflow_port: int = 8088
 
     # Spark (local mode; connectors from Maven Central through Ivy)
     spark_master: str = "local[2]"
