@@ -451,6 +451,7 @@ def produce(
     progress: Callable[[int], None] | None = None,
     config: Mapping[str, Any] | None = None,
     flush_timeout_s: float = FLUSH_TIMEOUT_S,
+    outcomes_until: datetime | None = None,
 ) -> ProduceReport:
     """Generate ``count`` applications (and their outcomes) with ``seed`` and send them to Kafka.
 
@@ -458,8 +459,10 @@ def produce(
     clock, paced, no outcomes; ``start``/``end`` are then refused. ``schema_version`` is the
     application writer's version (1 drops ``id_solicitacao`` and ``prazo_meses``; the key stays
     the application id). ``progress`` gets the number of messages sent so far, every ~1,000
-    messages. ``config`` overrides librdkafka settings. A keyboard interrupt stops sending,
-    flushes what was sent and returns the report (``interrupted=True``).
+    messages. ``outcomes_until`` (backfill only; default ``end``) is the moment up to which
+    outcomes have arrived: a window far enough in the past has all its outcomes (they come 60 to
+    365 days after the application). ``config`` overrides librdkafka settings. A keyboard
+    interrupt stops sending, flushes what was sent and returns the report (``interrupted=True``).
 
     Raises :class:`ProduceError` if any message failed or the flush timed out.
     """
@@ -467,9 +470,10 @@ def produce(
         raise ValueError(f"count must be >= 0, got {count}")
     if rate is not None and rate <= 0:
         raise ValueError(f"rate must be > 0 messages/s, got {rate}")
-    if rate is not None and (start is not None or end is not None):
+    if rate is not None and (start is not None or end is not None or outcomes_until is not None):
         raise ValueError(
-            "start/end set a backfill window; live mode (rate) stamps applications with the clock"
+            "start/end/outcomes_until set a backfill window; live mode (rate) stamps applications "
+            "with the clock"
         )
     app_encoder = AvroEncoder(APPLICATION, schema_version)
     out_encoder = AvroEncoder(OUTCOME, contracts.LATEST[OUTCOME])
@@ -488,7 +492,12 @@ def produce(
         window_start, window_end = backfill_window(start, end)
         applications = generate_applications(count, seed, window_start, window_end, scenario)
         if send_outcomes:
-            outcomes = arrived_outcomes(generate_outcomes(applications, seed, scenario), window_end)
+            known_at = window_end
+            if outcomes_until is not None:
+                known_at = (
+                    outcomes_until if outcomes_until.tzinfo else outcomes_until.replace(tzinfo=UTC)
+                )
+            outcomes = arrived_outcomes(generate_outcomes(applications, seed, scenario), known_at)
         window = f"{window_start.isoformat()} .. {window_end.isoformat()}"
     generation_seconds = time.perf_counter() - began
     logger.info(

@@ -145,6 +145,9 @@ def produce_cmd(
     duplicates: Annotated[int, typer.Option(help="re-send this many applications")] = 0,
     poison: Annotated[int, typer.Option(help="send this many undecodable messages")] = 0,
     no_outcomes: Annotated[bool, typer.Option("--no-outcomes")] = False,
+    outcomes_until: Annotated[
+        str | None, typer.Option(help="outcomes known up to this ISO date (default: --end)")
+    ] = None,
 ) -> None:
     """Simulate credit applications (and their delayed outcomes) and send them to Kafka."""
     from datetime import UTC, datetime
@@ -167,6 +170,7 @@ def produce_cmd(
                 s, count, seed, scenario, rate, parse(start), parse(end), schema_version,
                 with_outcomes=not no_outcomes, duplicates=duplicates, poison=poison,
                 progress=lambda sent: bar.update(task, completed=sent),
+                outcomes_until=parse(outcomes_until),
             )  # fmt: skip
     except (ProduceError, ValueError) as exc:
         _fail(exc)

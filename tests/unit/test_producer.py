@@ -208,5 +208,7 @@ def test_live_mode_refuses_a_backfill_window() -> None:
     settings = Settings(kafka_bootstrap="127.0.0.1:1")  # never reached: refused before
     with pytest.raises(ValueError, match="live mode"):
         produce(settings, 10, seed=1, rate=5.0, start=START)
+    with pytest.raises(ValueError, match="live mode"):
+        produce(settings, 10, seed=1, rate=5.0, outcomes_until=START)
     with pytest.raises(ValueError, match="count"):
         produce(settings, -1, seed=1)
