@@ -1,0 +1,348 @@
+"""Following ``models:/<name>@champion``: resolve, load, warm, check, swap — per worker.
+
+A :class:`ModelWatcher` polls the alias every ``champion_poll_s`` seconds in a daemon thread.
+When it points to a version other than the one served, that version is loaded (by version
+number, so an alias moving meanwhile cannot change what was resolved), warmed with a
+prediction through the whole scoring path (features, occlusion batch) and checked (finite
+probabilities in [0, 1]); only then is the :class:`ServingModel` reference replaced — one
+assignment, atomic in Python. A request takes the reference once and uses that object to the
+end, so requests in flight finish on the model they started with.
+
+A version that fails to load, predict or pass the check is never swapped in: the error is
+logged with its traceback, counted, and the version remembered; it is tried again only after a
+back-off (doubling from :data:`RETRY_AFTER_S` up to :data:`MAX_RETRY_AFTER_S`), not on every
+poll. The model served so far keeps serving. A registry that cannot be reached is logged and
+retried at the next poll; an alias that disappears leaves the last model serving (logged).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from ml.features import model_inputs, request_to_application
+from ml.registry import CHAMPION, predict_default_probability
+from serving.reasons import occlusion_batch
+
+logger = logging.getLogger(__name__)
+
+RETRY_AFTER_S = 60.0
+MAX_RETRY_AFTER_S = 900.0
+
+WARMUP_REQUEST: Mapping[str, Any] = {
+    "id_proponente": "warmup",
+    "uf": "MT",
+    "renda_liquida_mes": 20_000.0,
+    "valor_solicitado": 150_000.0,
+    "prazo": 24,
+}
+"""The request every new version is warmed and checked with (an unknown applicant)."""
+
+
+class ModelCheckError(RuntimeError):
+    """A loaded version does not produce finite probabilities in [0, 1]."""
+
+
+@dataclass(frozen=True)
+class ServingModel:
+    """What serves requests: one registered version, loaded, with what the API says about it."""
+
+    name: str
+    version: str
+    model: Any
+    """The scikit-learn pipeline (or pyfunc) over :data:`ml.features.FEATURE_COLUMNS`."""
+    reference: Mapping[str, Any] = field(default_factory=dict)
+    """The reference applicant of the reasons (:func:`serving.reasons.reference_values`)."""
+    run_id: str | None = None
+    metrics: Mapping[str, float] = field(default_factory=dict)
+    tags: Mapping[str, str] = field(default_factory=dict)
+    champion_since: str | None = None
+    loaded_at: str = field(default_factory=lambda: datetime.now(UTC).isoformat())
+
+    def predict(self, inputs: pd.DataFrame) -> np.ndarray:
+        return predict_default_probability(self.model, inputs)
+
+
+def check_model(candidate: ServingModel) -> float:
+    """Warm ``candidate`` through the scoring path; its probability for :data:`WARMUP_REQUEST`.
+
+    Raises :class:`ModelCheckError` unless every probability (the row and its occluded copies)
+    is finite and within [0, 1].
+    """
+    inputs = model_inputs(pd.DataFrame([request_to_application(WARMUP_REQUEST)]))
+    batch, _ = occlusion_batch(inputs, candidate.reference)
+    prob = np.asarray(candidate.predict(batch), dtype=float)
+    if prob.shape != (len(batch),):
+        raise ModelCheckError(
+            f"{candidate.name} v{candidate.version}: expected {len(batch)} probabilities, "
+            f"got shape {prob.shape}"
+        )
+    if not np.all(np.isfinite(prob)) or prob.min() < 0.0 or prob.max() > 1.0:
+        raise ModelCheckError(
+            f"{candidate.name} v{candidate.version}: probabilities not finite in [0, 1]: "
+            f"{prob.tolist()[:5]}"
+        )
+    return float(prob[0])
+
+
+@dataclass
+class LoadFailure:
+    version: str
+    error: str
+    failed_at: float
+    attempts: int
+    retry_at: float
+
+
+@dataclass
+class WatcherState:
+    """What the watcher knows, for readiness and ``/v1/model-info``."""
+
+    champion_version: str | None = None
+    """What the alias pointed to at the last successful poll."""
+    last_poll_at: str | None = None
+    last_poll_error: str | None = None
+    swaps: int = 0
+    failed_loads: int = 0
+
+
+class ModelWatcher:
+    """Keeps :attr:`current` on the champion: see the module's docstring.
+
+    ``resolve()`` returns the version the alias points to (None: no champion); ``load(version)``
+    returns a :class:`ServingModel`. Both are injected so that the swap logic is testable with
+    in-memory models; :func:`registry_watcher` wires them to MLflow.
+    """
+
+    def __init__(
+        self,
+        model_name: str,
+        resolve: Callable[[], str | None],
+        load: Callable[[str], ServingModel],
+        poll_s: float,
+        *,
+        check: Callable[[ServingModel], float] = check_model,
+        on_swap: Callable[[ServingModel], None] | None = None,
+        on_failure: Callable[[str, BaseException], None] | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.model_name = model_name
+        self.poll_s = poll_s
+        self._resolve = resolve
+        self._load = load
+        self._check = check
+        self._on_swap = on_swap
+        self._on_failure = on_failure
+        self._clock = clock
+        self._current: ServingModel | None = None
+        self._failures: dict[str, LoadFailure] = {}
+        self._lock = threading.Lock()  # one poll at a time (thread and callers)
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.state = WatcherState()
+
+    @property
+    def current(self) -> ServingModel | None:
+        """The model serving now; take it once per request and keep using that object."""
+        return self._current
+
+    @property
+    def failures(self) -> dict[str, LoadFailure]:
+        return dict(self._failures)
+
+    def not_ready_reason(self) -> str | None:
+        """Why no model serves (None when one does)."""
+        if self._current is not None:
+            return None
+        if self.state.last_poll_at is None:
+            return f"the champion of {self.model_name} is being loaded"
+        if self.state.last_poll_error:
+            return f"the model registry cannot be reached: {self.state.last_poll_error}"
+        if self.state.champion_version is None:
+            return (
+                f"no champion: registered model {self.model_name!r} has no @{CHAMPION} alias "
+                "(train and promote a model: `safra train`, `safra promote`)"
+            )
+        failure = self._failures.get(self.state.champion_version)
+        if failure is not None:
+            return (
+                f"{self.model_name} v{failure.version} (@{CHAMPION}) failed to load: "
+                f"{failure.error}"
+            )
+        return f"{self.model_name} v{self.state.champion_version} (@{CHAMPION}) is being loaded"
+
+    def poll(self) -> ServingModel | None:
+        """One check of the alias (and a swap when it moved); the model serving afterwards."""
+        with self._lock:
+            self._poll()
+        return self._current
+
+    def _poll(self) -> None:
+        now_iso = datetime.now(UTC).isoformat()
+        try:
+            version = self._resolve()
+        except Exception as exc:  # registry down, network: keep serving, retry next poll
+            self.state.last_poll_at = now_iso
+            self.state.last_poll_error = f"{type(exc).__name__}: {exc}"
+            logger.warning("cannot resolve %s@%s: %s", self.model_name, CHAMPION, exc)
+            return
+        self.state.last_poll_at = now_iso
+        self.state.last_poll_error = None
+        if version is None and self.state.champion_version is not None:
+            logger.warning(
+                "%s has no @%s any more; still serving v%s",
+                self.model_name,
+                CHAMPION,
+                self._current.version if self._current else "nothing",
+            )
+        self.state.champion_version = version
+        current = self._current
+        if version is None or (current is not None and current.version == version):
+            return
+        failure = self._failures.get(version)
+        if failure is not None and self._clock() < failure.retry_at:
+            return
+        logger.info("%s@%s -> v%s: loading", self.model_name, CHAMPION, version)
+        began = time.perf_counter()
+        try:
+            candidate = self._load(version)
+            prob = self._check(candidate)
+        except Exception as exc:
+            self._remember_failure(version, exc)
+            return
+        self._current = candidate  # the swap: one reference assignment
+        self._failures.pop(version, None)
+        self.state.swaps += 1
+        logger.info(
+            "now serving %s v%s (was %s): loaded, warmed and checked in %.2fs (warm-up p=%.4f)",
+            self.model_name,
+            version,
+            f"v{current.version}" if current else "nothing",
+            time.perf_counter() - began,
+            prob,
+        )
+        if self._on_swap is not None:
+            self._on_swap(candidate)
+
+    def _remember_failure(self, version: str, exc: BaseException) -> None:
+        previous = self._failures.get(version)
+        attempts = previous.attempts + 1 if previous else 1
+        wait = min(RETRY_AFTER_S * 2 ** (attempts - 1), MAX_RETRY_AFTER_S)
+        now = self._clock()
+        self._failures[version] = LoadFailure(
+            version, f"{type(exc).__name__}: {exc}", now, attempts, now + wait
+        )
+        self.state.failed_loads += 1
+        serving = self._current
+        logger.error(
+            "%s v%s (@%s) failed to load or check (attempt %d; next try in %.0fs); "
+            "still serving %s",
+            self.model_name,
+            version,
+            CHAMPION,
+            attempts,
+            wait,
+            f"v{serving.version}" if serving else "nothing",
+            exc_info=exc,
+        )
+        if self._on_failure is not None:
+            self._on_failure(version, exc)
+
+    def start(self) -> None:
+        """Poll now and then every ``poll_s`` seconds, in a daemon thread. Idempotent."""
+        if self._thread is not None and self._thread.is_alive():
+            return
+        self._stop.clear()
+        self._thread = threading.Thread(
+            target=self._run, name=f"champion-watcher-{self.model_name}", daemon=True
+        )
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self.poll()
+            except Exception:  # never let the watcher die
+                logger.exception("champion watcher: unexpected error")
+            self._stop.wait(self.poll_s)
+
+    def stop(self, timeout_s: float = 10.0) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout_s)
+            self._thread = None
+
+
+def load_from_registry(client: Any, model_name: str, version: str) -> ServingModel:
+    """``model_name`` v``version`` from the MLflow registry, with its run's metrics, its version
+    tags (``champion_since``, ``promotion.*``) and the reference applicant of the reasons."""
+    from ml.registry import load_version
+    from serving.reasons import reference_values
+
+    meta = client.get_model_version(model_name, version)
+    model = load_version(model_name, version)
+    run_id = meta.run_id or (meta.tags or {}).get("run_id")
+    metrics: dict[str, float] = {}
+    reference: dict[str, Any] = {}
+    if run_id:
+        run = client.get_run(run_id)
+        metrics = {k: v for k, v in run.data.metrics.items() if math.isfinite(v)}
+        reference = reference_values(_reference_sample(run_id))
+    if not reference:
+        logger.warning(
+            "%s v%s: no reference sample; answers will carry no reasons", model_name, version
+        )
+    tags = dict(meta.tags or {})
+    return ServingModel(
+        name=model_name,
+        version=str(version),
+        model=model,
+        reference=reference,
+        run_id=run_id,
+        metrics=metrics,
+        tags=tags,
+        champion_since=tags.get("champion_since"),
+    )
+
+
+def _reference_sample(run_id: str) -> pd.DataFrame:
+    import tempfile
+
+    import mlflow
+    from mlflow.exceptions import MlflowException
+
+    from ml.train import REFERENCE_ARTIFACT
+
+    with tempfile.TemporaryDirectory() as tmp:
+        try:
+            path = mlflow.artifacts.download_artifacts(
+                run_id=run_id, artifact_path=REFERENCE_ARTIFACT, dst_path=tmp
+            )
+        except (MlflowException, OSError) as exc:
+            logger.warning("run %s: no %s (%s)", run_id, REFERENCE_ARTIFACT, exc)
+            return pd.DataFrame()
+        return pd.read_parquet(path)
+
+
+def registry_watcher(settings: Any, **kwargs: Any) -> ModelWatcher:
+    """A :class:`ModelWatcher` of ``settings.model_name``@champion in the settings' MLflow."""
+    from ml.registry import tracking_client, version_by_alias
+
+    client = tracking_client(settings)
+    name = settings.model_name
+    return ModelWatcher(
+        name,
+        resolve=lambda: version_by_alias(client, name, CHAMPION),
+        load=lambda version: load_from_registry(client, name, version),
+        poll_s=settings.champion_poll_s,
+        **kwargs,
+    )

@@ -1,0 +1,208 @@
+"""Scoring one request: validate, read the applicant's features, predict, decide, explain, log.
+
+Framework-free (the BentoML service in :mod:`serving.service` is a thin HTTP layer over it):
+
+1. the body is validated (:func:`serving.contract.parse_request`; :class:`RequestError` → 422);
+2. the model serving now is taken ONCE (:attr:`ModelWatcher.current`); none → 503 saying why;
+3. Kafka must be reachable (a scored request that cannot be logged is not answered) → else 503;
+4. the applicant's history and latest profile come from the online store
+   (:class:`~serving.online_features.OnlineHistory`; unavailable → 503, never a score from
+   missing features). Unknown applicant: no history, scored on what the request gives, flagged;
+5. features through the one code path: :func:`ml.features.request_to_application` (short
+   request, profile as defaults) and :func:`ml.features.model_inputs` with the ``hist_*``
+   columns merged in;
+6. ONE batched prediction: the row and its occluded copies (:mod:`serving.reasons`);
+7. the decision from the configured thresholds (:func:`ml.evaluate.decide`);
+8. the answer, and the ``scored_request`` record queued to Kafka without waiting.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+import uuid
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+import pandas as pd
+
+from ml.evaluate import decide
+from ml.features import APPLICATION_FIELDS, KNOWN_FLAG, NUMERIC, model_inputs
+from serving.contract import (
+    RequestError,
+    application_fields,
+    credit_score,
+    finite_or_none,
+    parse_request,
+    proponente_id,
+)
+from serving.model_watcher import ModelWatcher, ServingModel
+from serving.online_features import FeaturesUnavailable, OnlineHistory
+from serving.reasons import main_reasons, occlusion_batch
+
+logger = logging.getLogger(__name__)
+
+FEATURE_TIMESTAMP = "feature_timestamp"
+UNKNOWN_APPLICANT_NOTE = (
+    "proponente sem histórico no feature store: pontuado apenas com os dados da requisição"
+)
+
+__all__ = ["RequestError", "Scorer", "ServiceUnavailable"]
+
+
+class ServiceUnavailable(RuntimeError):
+    """The request cannot be scored now (no model, online store or Kafka down): HTTP 503."""
+
+
+class ScoredLog(Protocol):
+    def unavailable(self) -> str | None: ...
+
+    def send(self, record: Mapping[str, Any]) -> None: ...
+
+
+def split_online_row(
+    row: Mapping[str, Any] | None,
+) -> tuple[dict[str, Any], dict[str, Any], datetime | None]:
+    """(profile, history, feature_timestamp) of an online-store row (None: unknown applicant).
+
+    ``history``: the ``hist_*`` columns; ``profile``: the application fields the row holds
+    (the applicant's latest area, crop, experience, score), used as a short request's defaults.
+    """
+    if row is None:
+        return {}, {}, None
+    history = {k: v for k, v in row.items() if k.startswith("hist_")}
+    profile = {k: v for k, v in row.items() if k in APPLICATION_FIELDS and v is not None}
+    stamp = row.get(FEATURE_TIMESTAMP)
+    if isinstance(stamp, pd.Timestamp):
+        stamp = stamp.to_pydatetime()
+    if isinstance(stamp, datetime) and stamp.tzinfo is None:
+        stamp = stamp.replace(tzinfo=UTC)
+    return profile, history, stamp if isinstance(stamp, datetime) else None
+
+
+class Scorer:
+    """Scores requests with the watcher's current model; see the module docstring."""
+
+    def __init__(
+        self,
+        watcher: ModelWatcher,
+        history: OnlineHistory,
+        scored_log: ScoredLog | None,
+        approve_below: float,
+        deny_above: float,
+    ) -> None:
+        self.watcher = watcher
+        self.history = history
+        self.scored_log = scored_log
+        self.approve_below = approve_below
+        self.deny_above = deny_above
+
+    def not_ready_reason(self) -> str | None:
+        """Why scoring would answer 503 now (None when it can score)."""
+        reason = self.watcher.not_ready_reason()
+        if reason is None and self.scored_log is not None:
+            reason = self.scored_log.unavailable()
+        return reason
+
+    def score(self, body: Any) -> dict[str, Any]:
+        """The answer to ``body``; :class:`RequestError` (422) or :class:`ServiceUnavailable`."""
+        began = time.perf_counter()
+        requested_at = datetime.now(UTC)
+        request = parse_request(body)
+        serving = self.watcher.current  # taken once: a swap meanwhile does not affect us
+        if serving is None:
+            raise ServiceUnavailable(self.watcher.not_ready_reason() or "no model loaded")
+        if self.scored_log is not None and (why := self.scored_log.unavailable()):
+            raise ServiceUnavailable(why)
+        applicant = proponente_id(request)
+        try:
+            online = self.history.get(applicant)
+        except FeaturesUnavailable as exc:
+            raise ServiceUnavailable(str(exc)) from exc
+        profile, history, feature_ts = split_online_row(online)
+        application = application_fields(request, profile)
+        application.update(history)
+        inputs = model_inputs(pd.DataFrame([application]))
+        batch, drivers = occlusion_batch(inputs, serving.reference)
+        probabilities = serving.predict(batch)
+        probability = float(probabilities[0])
+        if not math.isfinite(probability) or not 0.0 <= probability <= 1.0:
+            logger.error("%s v%s gave p=%r", serving.name, serving.version, probability)
+            raise ServiceUnavailable(
+                f"model {serving.name} v{serving.version} gave no valid probability"
+            )
+        decision = decide(probability, self.approve_below, self.deny_above)
+        row = inputs.iloc[0].to_dict()
+        known = bool(row[KNOWN_FLAG])
+        reasons = main_reasons(probabilities, drivers, row, serving.reference, decision)
+        request_id = str(uuid.uuid4())
+        latency_ms = (time.perf_counter() - began) * 1000.0
+        response: dict[str, Any] = {
+            "id_requisicao": request_id,
+            "id_proponente": applicant,
+            "probabilidade_inadimplencia": round(probability, 6),
+            "score": credit_score(probability),
+            "decisao": decision,
+            "motivos": reasons,
+            "modelo": {"nome": serving.name, "versao": serving.version},
+            "proponente_conhecido": known,
+            "atualizacao_features": _freshness(feature_ts, requested_at),
+            "limiares": {"approve_below": self.approve_below, "deny_above": self.deny_above},
+            "latencia_ms": round(latency_ms, 3),
+        }
+        if not known:
+            response["observacao"] = UNKNOWN_APPLICANT_NOTE
+        if self.scored_log is not None:
+            self.scored_log.send(
+                scored_record(
+                    request_id,
+                    applicant,
+                    requested_at,
+                    serving,
+                    probability,
+                    decision,
+                    row,
+                    latency_ms,
+                    known,
+                )  # fmt: skip
+            )
+        return response
+
+
+def _freshness(stamp: datetime | None, now: datetime) -> dict[str, Any]:
+    if stamp is None:
+        return {"feature_timestamp": None, "idade_segundos": None}
+    return {
+        "feature_timestamp": stamp.isoformat(),
+        "idade_segundos": round((now - stamp).total_seconds(), 3),
+    }
+
+
+def scored_record(
+    request_id: str,
+    applicant: str,
+    requested_at: datetime,
+    serving: ServingModel,
+    probability: float,
+    decision: str,
+    row: Mapping[str, Any],
+    latency_ms: float,
+    known: bool,
+) -> dict[str, Any]:
+    """The ``scored_request`` v1 record: the numeric model inputs (the schema's feature map holds
+    doubles; categoricals are not in it), the prediction, the version and the latency."""
+    return {
+        "id_requisicao": request_id,
+        "proponente_id": applicant,
+        "requested_at": int(requested_at.timestamp() * 1000),
+        "model_name": serving.name,
+        "model_version": serving.version,
+        "probabilidade_inadimplencia": probability,
+        "score": credit_score(probability),
+        "decisao": decision,
+        "features": {c: finite_or_none(row.get(c)) for c in NUMERIC},
+        "latency_ms": latency_ms,
+        "proponente_conhecido": known,
+    }
