@@ -1,0 +1,322 @@
+"""Safra's Feast feature store: configuration from the settings, the repo's objects, history.
+
+- :func:`feature_store` builds the ``${VAR}`` environment ``feature_repo/feature_store.yaml``
+  reads (:func:`feast_environment`) from the ONE settings object and opens the store;
+- :func:`repo_contents` / :func:`apply_repo` load and register the repo's declarations
+  (what ``feast apply`` does, without leaving the process);
+- :func:`history_columns` (:func:`history_inputs` on plain columns) is the ONE mapping from the
+  gold history columns (``proponente_historico``) to the model's ``hist_*`` inputs
+  (:data:`ml.features.HISTORY_INPUTS`): training (point-in-time join) and serving
+  (:func:`online_history`, online store) both call it, so there is no skew.
+
+The history a model input means is the applicant's history *before* the application. The gold
+row of an application includes that application, so the training join asks for the history as
+of one millisecond before ``data_solicitacao`` (:mod:`ml.training_set`); serving reads the latest
+row, which is the history before the new request.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import threading
+import weakref
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+from urllib.parse import unquote, urlsplit
+
+import numpy as np
+import pandas as pd
+
+from ml.features import HISTORY_INPUTS
+from safra.settings import Settings, get_settings
+
+if TYPE_CHECKING:
+    from feast import FeatureStore
+    from feast.repo_contents import RepoContents
+
+logger = logging.getLogger(__name__)
+
+FEATURE_SERVICE = "credit_model_v1"
+"""The versioned feature service the credit model reads (``feature_repo/feature_services.py``)."""
+HISTORY_VIEW = "proponente_historico"
+"""The one feature view the model reads: one online read per scoring request."""
+ENTITY_KEY = "proponente_id"
+
+HISTORY_SOURCE_COLUMNS: Mapping[str, str] = {
+    "hist_n_solicitacoes": "n_solicitacoes",
+    "hist_valor_medio": "valor_medio",
+    "hist_valor_max": "valor_max",
+    "hist_valor_desvio": "valor_desvio",
+    "hist_score_medio": "score_medio",
+    "hist_share_ibama": "share_ibama",
+    "hist_inadimplencias_anteriores": "inadimplencias_anteriores",
+    "hist_desfechos_conhecidos": "desfechos_conhecidos",
+    "hist_perfil_volatilidade": "perfil_volatilidade",
+    "hist_perfil_frequencia": "perfil_frequencia",
+}
+"""``hist_*`` input ← gold column, for every history input but ``hist_dias_desde_ultima``
+(days from ``ultima_solicitacao`` to the moment asked about)."""
+LAST_APPLICATION = "ultima_solicitacao"
+PROFILE_FIELDS: tuple[str, ...] = (
+    "area_total_hectares",
+    "cultura_principal",
+    "anos_experiencia",
+    "serasa_score",
+)
+"""The applicant's latest profile: serving's defaults for what a short request does not say."""
+FRESHNESS_FIELD = "feature_timestamp"
+
+_ENV_LOCK = threading.Lock()
+_CWD_LOCK = threading.Lock()
+
+
+def feature_repo_path(settings: Settings) -> Path:
+    """The feature repo folder: ``settings.feature_repo`` (a relative path is looked up in the
+    working directory, then in the project). FileNotFoundError naming both when absent."""
+    repo = settings.feature_repo.expanduser()
+    candidates = [repo] if repo.is_absolute() else [Path.cwd() / repo, _project_root() / repo]
+    for candidate in candidates:
+        if (candidate / "feature_store.yaml").is_file():
+            return candidate.resolve()
+    raise FileNotFoundError(
+        f"no Feast repo (feature_store.yaml) at {' or '.join(map(str, candidates))}: "
+        "set SAFRA_FEATURE_REPO to the feature_repo folder"
+    )
+
+
+def _project_root() -> Path:
+    return Path(__file__).resolve().parents[1]
+
+
+def registry_path(settings: Settings) -> Path:
+    """The file registry of ``settings.feast_project``: one file per project under the data dir,
+    so that a test project never rewrites the real registry."""
+    return settings.data_dir / "feast" / settings.feast_project / "registry.db"
+
+
+def redis_connection_string(redis_url: str) -> str:
+    """Feast's Redis ``connection_string`` (``host:port,password=...,db=N``) of a redis:// URL."""
+    parts = urlsplit(redis_url)
+    if parts.scheme not in ("redis", "rediss") or not parts.hostname:
+        raise ValueError(
+            f"SAFRA_REDIS_URL must be redis://[:password@]host:port/db, got {parts.scheme}://..."
+        )
+    pieces = [f"{parts.hostname}:{parts.port or 6379}"]
+    if parts.password:
+        pieces.append(f"password={unquote(parts.password)}")
+    if parts.username:
+        pieces.append(f"username={unquote(parts.username)}")
+    db = parts.path.strip("/")
+    if db:
+        pieces.append(f"db={int(db)}")
+    if parts.scheme == "rediss":
+        pieces.append("ssl=true")
+    return ",".join(pieces)
+
+
+def feast_environment(settings: Settings) -> dict[str, str]:
+    """The ``${VAR}`` values ``feature_store.yaml`` and the repo's declarations read."""
+    return {
+        "SAFRA_FEAST_PROJECT": settings.feast_project,
+        "SAFRA_FEAST_REGISTRY": str(registry_path(settings)),
+        "SAFRA_FEAST_TRINO_HOST": settings.trino_host,
+        "SAFRA_FEAST_TRINO_PORT": str(settings.trino_port),
+        "SAFRA_FEAST_TRINO_CATALOG": settings.iceberg_catalog,
+        "SAFRA_FEAST_TRINO_USER": settings.trino_user,
+        "SAFRA_FEAST_REDIS": redis_connection_string(settings.redis_url),
+        "SAFRA_SCHEMA_PREFIX": settings.schema_prefix,
+    }
+
+
+def feature_store(settings: Settings | None = None) -> FeatureStore:
+    """The Feast store of ``settings`` (repo ``settings.feature_repo``, project
+    ``settings.feast_project``). Exports :func:`feast_environment` into this process first."""
+    from feast import FeatureStore
+
+    settings = settings or get_settings()
+    repo = feature_repo_path(settings)
+    registry_path(settings).parent.mkdir(parents=True, exist_ok=True)
+    with _ENV_LOCK:
+        os.environ.update(feast_environment(settings))
+        return FeatureStore(repo_path=str(repo))
+
+
+@contextmanager
+def _inside(repo: Path) -> Iterator[None]:
+    """Feast names the repo's modules after their path relative to the working directory and
+    imports them from it (``feast apply`` changes into the repo the same way)."""
+    with _CWD_LOCK:
+        before = Path.cwd()
+        os.chdir(repo)
+        added = str(repo) not in sys.path
+        if added:
+            sys.path.insert(0, str(repo))
+        try:
+            yield
+        finally:
+            os.chdir(before)
+            if added:
+                sys.path.remove(str(repo))
+
+
+def repo_contents(settings: Settings | None = None) -> RepoContents:
+    """The repo's declarations (entities, sources, views, services), as ``feast apply`` sees them.
+
+    Module-level reads of the environment (the gold schema) use :func:`feast_environment`.
+    """
+    from feast.repo_operations import parse_repo
+
+    settings = settings or get_settings()
+    repo = feature_repo_path(settings)
+    with _ENV_LOCK:
+        os.environ.update(feast_environment(settings))
+        for name in _repo_module_names(repo):
+            sys.modules.pop(name, None)  # re-read: the environment may differ from last time
+        with _inside(repo):
+            return parse_repo(repo)
+
+
+def _repo_module_names(repo: Path) -> list[str]:
+    return [p.stem for p in repo.glob("*.py")]
+
+
+def apply_repo(store: FeatureStore, settings: Settings | None = None) -> RepoContents:
+    """Register the repo's objects in the store's registry and create their online tables;
+    objects no longer declared are removed (like ``feast apply``). Idempotent."""
+    from feast.repo_operations import extract_objects_for_apply_delete
+
+    settings = settings or get_settings()
+    contents = repo_contents(settings)
+    to_apply, to_delete, _, _ = extract_objects_for_apply_delete(
+        store.project, store.registry, contents
+    )
+    store.apply(to_apply, objects_to_delete=to_delete, partial=False)
+    return contents
+
+
+def history_columns(
+    gold: pd.DataFrame, as_of: pd.Series | datetime | None = None, prefix: str = ""
+) -> pd.DataFrame:
+    """The model's history inputs (:data:`ml.features.HISTORY_INPUTS`) of gold history rows.
+
+    ``gold`` holds ``proponente_historico`` columns (``prefix`` + name, e.g. the
+    ``proponente_historico__`` of a join with full feature names); a row with no history (all
+    null: an unknown applicant, or no application before) stays all null — never zeros.
+    ``as_of`` is the moment of the application (a Series aligned with ``gold``, or one datetime;
+    default now): ``hist_dias_desde_ultima`` = days from ``ultima_solicitacao`` to it.
+    """
+    moment = as_of.to_numpy() if isinstance(as_of, pd.Series) else as_of
+    columns = history_inputs(gold, len(gold), moment, prefix)
+    return pd.DataFrame(columns, index=gold.index)
+
+
+def history_inputs(
+    gold: Mapping[str, Any], n: int, as_of: Any = None, prefix: str = ""
+) -> dict[str, Any]:
+    """:func:`history_columns` on columns (``name -> sequence of n values``): the mapping itself,
+    without a DataFrame (the online path calls it on Feast's response dict: one row, no pandas
+    overhead). Returns ``hist_* -> sequence``, in :data:`ml.features.HISTORY_INPUTS` order."""
+    nothing = [None] * n
+    out: dict[str, Any] = {}
+    for hist in HISTORY_INPUTS:
+        if hist == "hist_dias_desde_ultima":
+            last = _epoch_seconds(gold.get(prefix + LAST_APPLICATION, nothing), n)
+            now = _epoch_seconds(datetime.now(UTC) if as_of is None else as_of, n)
+            out[hist] = (now - last) / 86_400.0
+        else:
+            out[hist] = gold.get(prefix + HISTORY_SOURCE_COLUMNS[hist], nothing)
+    return out
+
+
+def _epoch_seconds(values: Any, n: int) -> np.ndarray:
+    """Seconds since the epoch (float, NaN for missing) of one datetime or a sequence of n;
+    naive datetimes are taken as UTC."""
+    if values is None or isinstance(values, datetime | np.datetime64 | str):
+        values = [values] * n
+    if isinstance(values, list) and all(v is None or type(v) is datetime for v in values):
+        # the online path: a few datetime objects, no pandas round trip
+        return np.array(
+            [np.nan if v is None else (v if v.tzinfo else v.replace(tzinfo=UTC)).timestamp()
+             for v in values],
+            dtype="float64",
+        )  # fmt: skip
+    stamps = pd.to_datetime(pd.Series(values, dtype=object), utc=True, errors="coerce")
+    seconds = stamps.to_numpy(dtype="datetime64[ns]").astype("int64") / 1e9
+    return np.where(stamps.isna().to_numpy(), np.nan, seconds)
+
+
+def _utc(values: pd.Series) -> pd.Series:
+    """``values`` as UTC timestamps (naive ones are taken as UTC; None/NaN become NaT)."""
+    return pd.Series(pd.to_datetime(values, utc=True, errors="coerce"), index=values.index)
+
+
+_SERVICE_REFS: weakref.WeakKeyDictionary[FeatureStore, list[str]] = weakref.WeakKeyDictionary()
+
+
+def service_feature_refs(store: FeatureStore, service: str = FEATURE_SERVICE) -> list[str]:
+    """``view:feature`` references of ``service``, read from the registry once per store (a
+    service is versioned, never edited: a new list is a new service)."""
+    refs = _SERVICE_REFS.get(store)
+    if refs is None:
+        fs = store.get_feature_service(service, allow_cache=True)
+        refs = [
+            f"{projection.name_to_use()}:{feature.name}"
+            for projection in fs.feature_view_projections
+            for feature in projection.features
+        ]
+        _SERVICE_REFS[store] = refs
+    return refs
+
+
+def online_history(
+    store: FeatureStore, proponente_ids: Sequence[str], as_of: datetime | None = None
+) -> list[dict[str, Any] | None]:
+    """Per id: None when the online store has no row for it (unknown applicant), else a dict with
+    the ``hist_*`` keys of :data:`ml.features.HISTORY_INPUTS` (as of ``as_of``, default now), the
+    latest profile fields :data:`PROFILE_FIELDS` (serving's request defaults) and
+    ``feature_timestamp`` (the latest application's time, UTC datetime, to the second: the
+    features' freshness). One online read (one feature view, one Redis round trip) for all ids.
+    """
+    if not proponente_ids:
+        return []
+    response = store.get_online_features(
+        features=service_feature_refs(store),
+        entity_rows=[{ENTITY_KEY: str(i)} for i in proponente_ids],
+    ).to_dict()
+    history = history_inputs(response, len(proponente_ids), as_of)
+    out: list[dict[str, Any] | None] = []
+    for i, n in enumerate(response["n_solicitacoes"]):
+        if n is None:
+            out.append(None)
+            continue
+        row = {k: _plain(history[k][i]) for k in HISTORY_INPUTS}
+        row.update({k: _plain(response[k][i]) for k in PROFILE_FIELDS})
+        last = response[LAST_APPLICATION][i]
+        row[FRESHNESS_FIELD] = _as_utc_datetime(last)
+        out.append(row)
+    return out
+
+
+def _as_utc_datetime(value: Any) -> datetime | None:
+    if value is None:
+        return None
+    stamp = pd.Timestamp(value)
+    return (
+        stamp.tz_localize(UTC) if stamp.tzinfo is None else stamp.tz_convert(UTC)
+    ).to_pydatetime()
+
+
+def _plain(value: Any) -> Any:
+    """A JSON-friendly Python scalar: numpy scalars unwrapped, NaN/NA as None."""
+    if value is None or value is pd.NA or value is pd.NaT:
+        return None
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and np.isnan(value):
+        return None
+    return value

@@ -1,0 +1,153 @@
+"""The Feast repo's declarations and the history mapping (no services: the repo is only parsed)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from ml.feature_store import (
+    FEATURE_SERVICE,
+    HISTORY_VIEW,
+    feast_environment,
+    history_columns,
+    history_inputs,
+    redis_connection_string,
+    repo_contents,
+)
+from ml.features import HISTORY_INPUTS
+from safra.settings import Settings
+
+
+@pytest.fixture(scope="module")
+def contents():
+    return repo_contents(Settings(schema_prefix="", feast_project="unit"))
+
+
+def test_entities_and_their_join_keys(contents) -> None:
+    keys = {e.name: e.join_key for e in contents.entities if e.name != "__dummy"}
+    assert keys == {
+        "proponente": "proponente_id",
+        "localizacao_uf": "uf",
+        "localizacao_municipio": "municipio",
+        "segmento_faixa_risco": "faixa_risco_credito",
+        "segmento_cultura": "cultura_principal",
+    }
+
+
+def test_views_read_gold_in_place_with_their_ttls(contents) -> None:
+    views = {v.name: v for v in contents.feature_views}
+    assert set(views) == {HISTORY_VIEW, "localizacao_perfil", "segmento_risco_perfil"}
+    assert views[HISTORY_VIEW].ttl == timedelta(days=5 * 365)
+    assert views["localizacao_perfil"].ttl == timedelta(days=365)
+    assert views["segmento_risco_perfil"].ttl == timedelta(days=365)
+    assert views[HISTORY_VIEW].entities == ["proponente"]
+    assert views["localizacao_perfil"].entities == ["localizacao_uf", "localizacao_municipio"]
+    assert views["segmento_risco_perfil"].entities == ["segmento_faixa_risco", "segmento_cultura"]
+    tables = {v.name: v.batch_source.get_table_query_string() for v in views.values()}
+    assert tables == {
+        HISTORY_VIEW: "gold.proponente_features",
+        "localizacao_perfil": "gold.location_features",
+        "segmento_risco_perfil": "gold.risk_features",
+    }
+    assert {v.batch_source.timestamp_field for v in views.values()} == {"feature_timestamp"}
+    assert all(v.online for v in views.values())
+
+
+def test_the_gold_schema_follows_the_schema_prefix() -> None:
+    prefixed = repo_contents(Settings(schema_prefix="it_x_", feast_project="unit"))
+    tables = {v.batch_source.get_table_query_string() for v in prefixed.feature_views}
+    assert "it_x_gold.proponente_features" in tables
+
+
+def test_the_model_service_lists_exactly_the_history_and_profile(contents) -> None:
+    services = {s.name: s for s in contents.feature_services}
+    assert list(services) == [FEATURE_SERVICE]
+    (projection,) = services[FEATURE_SERVICE].feature_view_projections
+    assert projection.name == HISTORY_VIEW  # the model reads one view: one online read
+    assert [f.name for f in projection.features] == [
+        "n_solicitacoes",
+        "valor_medio",
+        "valor_max",
+        "valor_desvio",
+        "score_medio",
+        "share_ibama",
+        "ultima_solicitacao",
+        "inadimplencias_anteriores",
+        "desfechos_conhecidos",
+        "perfil_volatilidade",
+        "perfil_frequencia",
+        "area_total_hectares",
+        "cultura_principal",
+        "anos_experiencia",
+        "serasa_score",
+    ]
+
+
+def test_feast_environment_comes_from_settings(tmp_path) -> None:
+    s = Settings(
+        data_dir=tmp_path, feast_project="p1", trino_host="trino.example", trino_port=8443,
+        redis_url="redis://:s3cret@redis.example:6380/2", schema_prefix="pre_",
+    )  # fmt: skip
+    env = feast_environment(s)
+    assert env["SAFRA_FEAST_PROJECT"] == "p1"
+    assert env["SAFRA_FEAST_REGISTRY"] == str(tmp_path.resolve() / "feast" / "p1" / "registry.db")
+    assert env["SAFRA_FEAST_TRINO_HOST"] == "trino.example"
+    assert env["SAFRA_FEAST_TRINO_PORT"] == "8443"
+    assert env["SAFRA_FEAST_TRINO_CATALOG"] == "iceberg"
+    assert env["SAFRA_FEAST_REDIS"] == "redis.example:6380,password=s3cret,db=2"
+    assert env["SAFRA_SCHEMA_PREFIX"] == "pre_"
+
+
+def test_redis_connection_string() -> None:
+    assert redis_connection_string("redis://127.0.0.1:6379/0") == "127.0.0.1:6379,db=0"
+    assert (
+        redis_connection_string("rediss://u:p%40ss@h:1/3")
+        == "h:1,password=p@ss,username=u,db=3,ssl=true"
+    )
+    with pytest.raises(ValueError, match="SAFRA_REDIS_URL"):
+        redis_connection_string("http://h:1")
+
+
+def test_history_columns_maps_gold_to_model_inputs() -> None:
+    last = datetime(2026, 1, 1, tzinfo=UTC)
+    gold = pd.DataFrame(
+        {
+            "proponente_historico__n_solicitacoes": [2, None],
+            "proponente_historico__valor_medio": [100.0, None],
+            "proponente_historico__valor_max": [150.0, None],
+            "proponente_historico__valor_desvio": [70.7, None],
+            "proponente_historico__score_medio": [600.0, None],
+            "proponente_historico__share_ibama": [0.5, None],
+            "proponente_historico__ultima_solicitacao": [last, None],
+            "proponente_historico__inadimplencias_anteriores": [1, None],
+            "proponente_historico__desfechos_conhecidos": [1, None],
+            "proponente_historico__perfil_volatilidade": ["MODERADO", None],
+            "proponente_historico__perfil_frequencia": ["RECORRENTE", None],
+        },
+        index=[10, 11],
+    )
+    as_of = pd.Series([last + timedelta(days=3, hours=12), last], index=[10, 11])
+    out = history_columns(gold, as_of, prefix="proponente_historico__")
+    assert list(out.columns) == list(HISTORY_INPUTS)
+    assert list(out.index) == [10, 11]
+    first = out.loc[10]
+    assert first["hist_n_solicitacoes"] == 2
+    assert first["hist_valor_max"] == 150.0
+    assert first["hist_dias_desde_ultima"] == pytest.approx(3.5)
+    assert first["hist_perfil_volatilidade"] == "MODERADO"
+    # no history: every input null, never zeros
+    assert out.loc[11].isna().all()
+
+
+def test_history_inputs_on_columns_matches_the_frame_path() -> None:
+    last = datetime(2026, 3, 1, 6, tzinfo=UTC)
+    cols = {"n_solicitacoes": [4], "valor_medio": [10.0], "ultima_solicitacao": [last]}
+    direct = history_inputs(cols, 1, as_of=datetime(2026, 3, 2, 6, tzinfo=UTC))
+    framed = history_columns(pd.DataFrame(cols), as_of=datetime(2026, 3, 2, 6, tzinfo=UTC))
+    assert direct["hist_dias_desde_ultima"][0] == pytest.approx(1.0)
+    assert framed["hist_dias_desde_ultima"].iloc[0] == pytest.approx(1.0)
+    assert direct["hist_valor_medio"] == [10.0] and direct["hist_score_medio"] == [None]
+    assert np.isnan(history_inputs({}, 1)["hist_dias_desde_ultima"][0])
