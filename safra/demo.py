@@ -1,0 +1,448 @@
+"""The whole loop in one command (`safra demo`), on the local stack.
+
+History → Kafka → bronze → silver/gold behind the quality gates → Feast → the first champion →
+the scoring API → a named drift scenario → drift detected → retraining → promotion → the API
+follows the new champion while a load runs, with zero failed requests. Each stage calls the same
+function as its own command (`safra produce`, `ingest`, `transform`, `features`, `train`,
+`promote`, `drift`); nothing here is demo-only logic but the story and the clock.
+
+The simulated clock: the history is a baseline window that ended long enough ago for every
+outcome to be known (outcomes arrive 60 to 365 days after the application), and the drift window
+follows it, so retraining learns from labelled drifted applications and validates on the newest
+labelled window. Running it twice works: a second run adds new applicants (other seeds) to the
+same windows and goes round the loop again.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+import uuid
+from collections import Counter
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import httpx
+
+from safra.settings import Settings
+
+log = logging.getLogger(__name__)
+
+DAY = timedelta(days=1)
+
+
+@dataclass(frozen=True)
+class Scale:
+    """How big the story is: ``full`` for `make demo`, ``ci`` for the end-to-end test."""
+
+    history: int
+    drift: int
+    sample_requests: int
+    load_rps: float
+
+
+SCALES: dict[str, Scale] = {
+    "full": Scale(history=30_000, drift=15_000, sample_requests=300, load_rps=20.0),
+    "ci": Scale(history=6_000, drift=4_000, sample_requests=120, load_rps=10.0),
+}
+
+
+@dataclass(frozen=True)
+class Windows:
+    """The simulated clock: a baseline history, then the drift window, both fully labelled."""
+
+    history_start: datetime
+    drift_start: datetime
+    drift_end: datetime
+    outcomes_until: datetime
+
+    @classmethod
+    def ending(cls, today: datetime) -> Windows:
+        today = today.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+        drift_end = today - 370 * DAY  # every outcome of the drift window is known today
+        return cls(
+            history_start=drift_end - 540 * DAY,
+            drift_start=drift_end - 180 * DAY,
+            drift_end=drift_end,
+            outcomes_until=today,
+        )
+
+
+@dataclass
+class StageRecord:
+    name: str
+    seconds: float
+    detail: str
+
+
+@dataclass
+class LoadReport:
+    """What a load of scoring requests saw: answers per model version, failures with reasons."""
+
+    sent: int = 0
+    ok: int = 0
+    failed: int = 0
+    versions: Counter[str] = field(default_factory=Counter)
+    errors: Counter[str] = field(default_factory=Counter)
+    first_seen_at: dict[str, float] = field(default_factory=dict)
+    """When (time.monotonic) each version first answered."""
+
+
+class ScoringClient:
+    """The scoring API's client: the short request, the API key, a timeout."""
+
+    def __init__(self, settings: Settings, timeout_s: float = 5.0) -> None:
+        self.base_url = f"http://{settings.bind_host}:{settings.serving_port}"
+        self._client = httpx.Client(
+            base_url=self.base_url,
+            headers={"X-API-Key": settings.require_api_key()},
+            timeout=timeout_s,
+        )
+
+    def score(self, request: dict[str, Any]) -> dict[str, Any]:
+        response = self._client.post("/v1/credit-score", json=request)
+        if response.status_code != 200:
+            raise RuntimeError(f"HTTP {response.status_code}: {response.text[:200]}")
+        return response.json()
+
+    def model_info(self) -> dict[str, Any]:
+        response = self._client.get("/v1/model-info")
+        response.raise_for_status()
+        return response.json()
+
+    def wait_ready(self, timeout_s: float = 120.0) -> None:
+        deadline = time.monotonic() + timeout_s
+        last = "no answer"
+        while time.monotonic() < deadline:
+            try:
+                response = self._client.get("/readyz")
+                if response.status_code == 200:
+                    return
+                last = f"HTTP {response.status_code} {response.text[:200]}"
+            except httpx.HTTPError as exc:
+                last = str(exc)
+            time.sleep(1.0)
+        raise RuntimeError(
+            f"the scoring API at {self.base_url} was not ready in {timeout_s:g} s: {last}"
+        )
+
+    def close(self) -> None:
+        self._client.close()
+
+
+def short_requests(applications: list[dict[str, Any]]) -> Iterator[dict[str, Any]]:
+    """Short scoring requests (the DOMAIN.md contract) built from simulated applications."""
+    from ml.features import ASSUMED_DEDUCTIONS_SHARE
+
+    for app in applications:
+        yield {
+            "id_proponente": app["proponente_id"],
+            "uf": app["localizacao_propriedade"]["uf"],
+            "renda_liquida_mes": round(
+                app["renda_bruta_anual_declarada"] * (1 - ASSUMED_DEDUCTIONS_SHARE) / 12, 2
+            ),
+            "valor_solicitado": app["valor_solicitado_credito"],
+            "prazo": app.get("prazo_meses") or 12,
+        }
+
+
+@contextmanager
+def steady_load(
+    client: ScoringClient, requests: list[dict[str, Any]], rps: float
+) -> Iterator[LoadReport]:
+    """Send ``requests`` round-robin at ``rps`` from a background thread while the block runs."""
+    report = LoadReport()
+    stop = threading.Event()
+
+    def run() -> None:
+        i = 0
+        while not stop.is_set():
+            request = requests[i % len(requests)]
+            i += 1
+            report.sent += 1
+            try:
+                answer = client.score(request)
+                version = str(answer["model_version"])
+                report.ok += 1
+                report.versions[version] += 1
+                report.first_seen_at.setdefault(version, time.monotonic())
+            except Exception as exc:  # noqa: BLE001 - every failure is counted and named
+                report.failed += 1
+                report.errors[str(exc)[:120]] += 1
+            stop.wait(1.0 / rps)
+
+    worker = threading.Thread(target=run, name="demo-load", daemon=True)
+    worker.start()
+    try:
+        yield report
+    finally:
+        stop.set()
+        worker.join(10)
+
+
+@dataclass
+class DemoSummary:
+    scenario: str
+    stages: list[StageRecord]
+    figures: dict[str, Any]
+    urls: dict[str, str]
+    seconds: float
+
+    def as_json(self) -> str:
+        return json.dumps(asdict(self), indent=2, default=str)
+
+
+class Demo:
+    """The story, stage by stage; ``on_stage(name, state, detail)`` drives a progress display."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        scale: Scale,
+        scenario: str = "bureau_recalibration",
+        on_stage: Callable[[str, str, str], None] | None = None,
+        seed: int | None = None,
+    ) -> None:
+        self.s = settings
+        self.scale = scale
+        self.scenario = scenario
+        self.on_stage = on_stage or (lambda name, state, detail: None)
+        # a second run adds new applicants: seeds differ per run unless given
+        self.seed = seed if seed is not None else uuid.uuid4().int % 1_000_000
+        self.windows = Windows.ending(datetime.now(UTC))
+        self.stages: list[StageRecord] = []
+        self.figures: dict[str, Any] = {}
+
+    @contextmanager
+    def stage(self, name: str) -> Iterator[list[str]]:
+        detail: list[str] = []
+        self.on_stage(name, "start", "")
+        t0 = time.monotonic()
+        yield detail
+        record = StageRecord(name, time.monotonic() - t0, "; ".join(detail))
+        self.stages.append(record)
+        self.on_stage(name, "done", f"{record.detail} ({record.seconds:.1f} s)")
+
+    # --- the story ---------------------------------------------------------------------------
+
+    def run(self) -> DemoSummary:
+        from ml.drift import check_drift
+        from ml.workflow import run_promote, run_train
+        from pipelines.simulator import generate_applications
+        from safra import stack
+
+        began = time.monotonic()
+        s, w, scale = self.s, self.windows, self.scale
+
+        with self.stage("stack") as say:
+            stack.up(s)
+            say.append(f"{len(s.local_services)} services up")
+
+        with self.stage("history") as say:
+            report = self._produce(
+                scale.history, self.seed, "baseline", w.history_start, w.drift_start
+            )
+            say.append(
+                f"{report.applications:,} baseline applications, {report.outcomes:,} "
+                f"outcomes ({w.history_start:%Y-%m-%d} .. {w.drift_start:%Y-%m-%d})"
+            )
+        self._lakehouse("history")
+
+        with self.stage("first champion") as say:
+            trained = run_train(s)
+            decision = run_promote(s)
+            self.figures["first_training"] = _train_figures(trained)
+            say.append(
+                f"v{trained.version} {trained.winner}, AUC {trained.metrics['roc_auc']:.3f}"
+                f" ({_pct(trained.auc_fraction_of_best)} of best); {decision.action}"
+            )
+
+        with self.stage("scoring API") as say:
+            stack.up(s, extra=["api"])
+            client = ScoringClient(s)
+            client.wait_ready()
+            info = client.model_info()
+            say.append(
+                f"{client.base_url} serves {info.get('model_name')} v{info.get('model_version')}"
+            )
+
+        try:
+            live = generate_applications(
+                scale.sample_requests, self.seed + 1, datetime.now(UTC) - DAY, datetime.now(UTC)
+            )
+            with self.stage("score sample applicants") as say:
+                decisions = self._score_all(client, list(short_requests(live)))
+                self.figures["sample_decisions"] = dict(decisions)
+                say.append(", ".join(f"{k} {v}" for k, v in sorted(decisions.items())))
+
+            loop_began = time.monotonic()
+            with self.stage(f"drift: {self.scenario}") as say:
+                report = self._produce(
+                    scale.drift, self.seed + 2, self.scenario, w.drift_start, w.drift_end
+                )
+                drifted = generate_applications(
+                    scale.sample_requests,
+                    self.seed + 3,
+                    datetime.now(UTC) - DAY,
+                    datetime.now(UTC),
+                    scenario=self.scenario,
+                )
+                drifted_requests = list(short_requests(drifted))
+                decisions = self._score_all(client, drifted_requests)
+                self.figures["drifted_decisions"] = dict(decisions)
+                say.append(
+                    f"{report.applications:,} applications and {report.outcomes:,} "
+                    f"outcomes under {self.scenario}; {len(drifted_requests)} scored live"
+                )
+            self._lakehouse("drift")
+
+            with self.stage("drift check") as say:
+                drift = check_drift(s)
+                summary = drift.summary()
+                self.figures["drift"] = summary
+                say.append(
+                    f"drift {'DETECTED' if drift.drift else 'not detected'}: "
+                    f"{summary.get('drifted_share', 0):.0%} of columns "
+                    f"(threshold {s.drift_share:.0%}); report {summary.get('report')}"
+                )
+
+            with self.stage("retrain") as say:
+                trained = run_train(s)
+                self.figures["retraining"] = _train_figures(trained)
+                say.append(
+                    f"challenger v{trained.version} {trained.winner}, AUC "
+                    f"{trained.metrics['roc_auc']:.3f} "
+                    f"({_pct(trained.auc_fraction_of_best)} of best)"
+                )
+
+            with self.stage("promote under load") as say:
+                load = self._promote_under_load(client, drifted_requests, trained.version)
+                decision = self.figures["promotion"]
+                loop_s = load.first_seen.get(str(decision["champion_version_after"]))
+                if decision["promoted"] and loop_s is not None:
+                    self.figures["loop_seconds"] = round(self._switched_at - loop_began, 1)
+                say.append(
+                    f"{decision['action']}: champion v{decision['champion_version_before']}"
+                    f" → v{decision['champion_version_after']}; load {load.sent} requests, "
+                    f"{load.failed} failed, answers by version {dict(load.versions)}"
+                )
+        finally:
+            client.close()
+
+        return DemoSummary(
+            scenario=self.scenario,
+            stages=self.stages,
+            figures=self.figures,
+            urls=urls(s),
+            seconds=round(time.monotonic() - began, 1),
+        )
+
+    # --- steps ------------------------------------------------------------------------------
+
+    def _produce(self, count: int, seed: int, scenario: str, start: datetime, end: datetime):
+        from pipelines.producer import produce
+
+        return produce(
+            self.s,
+            count,
+            seed,
+            scenario,
+            start=start,
+            end=end,
+            outcomes_until=self.windows.outcomes_until,
+        )
+
+    def _lakehouse(self, what: str) -> None:
+        from ml.workflow import run_features
+        from pipelines.ingest import run_ingest
+        from pipelines.transform import run_transform
+
+        with self.stage(f"ingest ({what})") as say:
+            ingest = run_ingest(self.s, once=True)
+            say.append(", ".join(f"{t}: +{n:,}" for t, n in sorted(ingest.rows.items())))
+        with self.stage(f"transform ({what})") as say:
+            transform = run_transform(self.s)  # raises TransformFailed when a gate stops it
+            say.append(
+                f"silver and gold built, gates passed "
+                f"({', '.join(g.report_path.name for g in transform.gates.values())})"
+            )
+            self.figures.setdefault("quality_reports", []).extend(
+                str(g.report_path) for g in transform.gates.values()
+            )
+        with self.stage(f"features ({what})") as say:
+            features = run_features(self.s)
+            say.append(", ".join(f"{v.name}: {v.rows:,} rows" for v in features.materialized))
+
+    def _score_all(self, client: ScoringClient, requests: list[dict[str, Any]]) -> Counter[str]:
+        decisions: Counter[str] = Counter()
+        for request in requests:
+            decisions[client.score(request)["decisao"]] += 1
+        return decisions
+
+    def _promote_under_load(
+        self, client: ScoringClient, requests: list[dict[str, Any]]
+    ) -> LoadReport:
+        """Promote while a steady load runs; wait until the answers carry the new champion."""
+        from ml.workflow import run_promote
+
+        with steady_load(client, requests, self.scale.load_rps) as load:
+            time.sleep(2.0)  # the load is running before the alias moves
+            decision = run_promote(self.s).as_dict()
+            self.figures["promotion"] = decision
+            target = str(decision["champion_version_after"])
+            patience = 3 * self.s.champion_poll_s + 30
+            deadline = time.monotonic() + patience
+            while decision["promoted"] and target not in load.versions:
+                if time.monotonic() > deadline:
+                    raise RuntimeError(
+                        f"the API still answers with versions {dict(load.versions)} "
+                        f"{patience:.0f} s after v{target} became champion"
+                    )
+                time.sleep(0.2)
+            time.sleep(2.0)  # and keeps running after the switch
+        self.figures["load"] = {
+            "sent": load.sent,
+            "ok": load.ok,
+            "failed": load.failed,
+            "versions": dict(load.versions),
+            "errors": dict(load.errors),
+        }
+        return load
+
+
+def _pct(fraction: float | None) -> str:
+    return "n/a" if fraction is None else f"{fraction:.1%}"
+
+
+def _train_figures(trained: Any) -> dict[str, Any]:
+    return {
+        "version": trained.version,
+        "winner": trained.winner,
+        "roc_auc": trained.metrics.get("roc_auc"),
+        "f1_at_threshold": trained.metrics.get("f1_at_threshold"),
+        "best_achievable_auc": trained.best_achievable_auc,
+        "auc_fraction_of_best": trained.auc_fraction_of_best,
+        "train_rows": trained.train_rows,
+        "valid_rows": trained.valid_rows,
+        "run_url": trained.run_url,
+    }
+
+
+def urls(s: Settings) -> dict[str, str]:
+    """Where to look after the demo."""
+    mlflow = s.mlflow_tracking_uri.rstrip("/")
+    api = f"http://{s.bind_host}:{s.serving_port}"
+    return {
+        "MLflow experiments": f"{mlflow}/#/experiments",
+        "MLflow registry": f"{mlflow}/#/models/{s.model_name}",
+        "Evidently reports": str(s.reports_dir / "drift"),
+        "data quality reports": str(s.reports_dir / "quality"),
+        "scoring API docs": f"{api}/docs",
+        "Trino UI": f"{s.trino_url}/ui/",
+        "Airflow": f"http://{s.bind_host}:{s.airflow_port} (safra stack up --with airflow)",
+    }
