@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import time
+from datetime import datetime
 from typing import Annotated
 
 import typer
@@ -271,3 +272,63 @@ def quality_cmd(
     console.print(f"{layer} gate {verdict}; report {result.report_path}")
     if not result.passed:
         raise typer.Exit(1)
+
+
+@app.command("drift")
+def drift_cmd(
+    as_json: Annotated[bool, typer.Option("--json", help="print the JSON summary only")] = False,
+    source: Annotated[
+        list[str] | None,
+        typer.Option(help="applications | scored_requests (repeatable; default: both)"),
+    ] = None,
+    last: Annotated[
+        int | None, typer.Option(help="newest rows per source (default: SAFRA_DRIFT_SAMPLE_ROWS)")
+    ] = None,
+    since: Annotated[
+        datetime | None, typer.Option(help="only rows from this time on (UTC when naive)")
+    ] = None,
+    model_name: Annotated[str | None, typer.Option(help="default: SAFRA_MODEL_NAME")] = None,
+) -> None:
+    """Compare the champion's reference sample with recent data (Evidently); report and log it.
+
+    Exit code 0 whether drift is found or not (read `drift` in the JSON); 1 when the check
+    cannot run (no champion yet, no current data, a service down), with the cause.
+    """
+    from ml.drift import SOURCES, DriftError, check_drift
+
+    if as_json:  # stdout carries the JSON alone: logs go to stderr
+        import logging
+
+        from rich.logging import RichHandler
+
+        handler = RichHandler(console=Console(stderr=True), show_path=False)
+        logging.getLogger().handlers = [handler]
+    try:
+        result = check_drift(
+            get_settings(), sources=tuple(source or SOURCES), last=last, since=since,
+            model_name=model_name,
+        )  # fmt: skip
+    except DriftError as exc:
+        _fail(exc)
+    summary = result.summary()
+    if as_json:
+        typer.echo(json.dumps(summary, indent=2))
+        return
+    verdict = "[bold red]DRIFT[/]" if result.drift else "[green]no drift[/]"
+    console.print(
+        f"{verdict}: {summary['model_name']} v{summary['model_version']} "
+        f"(threshold {summary['threshold']:.2f} of columns)"
+    )
+    table = Table("source", "rows (ref/cur)", "drifted share", "drifted columns", "report")
+    for name, s in summary["sources"].items():
+        table.add_row(
+            name,
+            f"{s['rows_reference']:,}/{s['rows_current']:,}",
+            f"{s['drifted_share']:.3f}",
+            ", ".join(s["drifted_columns"]) or "-",
+            s["report_path"],
+        )
+    console.print(table)
+    for name, why in summary["skipped"].items():
+        console.print(f"  [yellow]![/] {name} skipped: {why}")
+    console.print(f"MLflow run: {summary['mlflow_run_url']}")
