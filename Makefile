@@ -5,10 +5,12 @@ VENV := .venv
 BIN := $(VENV)/bin
 UV_VERSION := 0.13.9
 STAMP := $(VENV)/.installed
+AIRFLOW_VENV := .venv-airflow
+AIRFLOW_STAMP := $(AIRFLOW_VENV)/.installed
 DEMO_COUNT ?= 20000
 
-.PHONY: demo test install env prereqs stack-up stack-down stack-status smoke test-unit \
-        test-integration lint lock bench clean-data
+.PHONY: demo test install airflow env prereqs stack-up stack-down stack-status smoke test-unit \
+        test-integration lint lock lock-airflow bench clean-data
 
 ## demo: install everything, bring the local stack up, run the smoke flow and the data plane:
 ## six months of simulated applications -> Kafka -> bronze -> silver/gold behind quality gates
@@ -22,8 +24,9 @@ demo: install
 	@echo "Trino UI http://127.0.0.1:8080/ui/ (user safra), MLflow http://127.0.0.1:5000,"
 	@echo "quality reports in .safra/reports/quality/"
 
-## test: install, bring the stack up and run unit, integration and e2e tests
-test: install
+## test: install (Airflow too: the DAG tests run dag.test()), bring the stack up and run unit,
+## integration and e2e tests
+test: install airflow
 	$(BIN)/safra stack up
 	$(BIN)/python -m pytest tests/unit tests/integration tests/e2e
 
@@ -37,6 +40,15 @@ $(STAMP): requirements.lock pyproject.toml
 	$(BIN)/uv pip sync --python $(BIN)/python requirements.lock
 	$(BIN)/uv pip install --python $(BIN)/python --no-deps -e .
 	@touch $(STAMP)
+
+## airflow: Airflow 3 in its own venv from requirements-airflow.lock (its pins fight the main
+## env's fastapi); `safra stack up --with airflow` runs it, its tasks call .venv/bin/safra
+airflow: $(AIRFLOW_STAMP)
+
+$(AIRFLOW_STAMP): requirements-airflow.lock | $(STAMP)
+	@test -x $(AIRFLOW_VENV)/bin/python || $(BIN)/uv venv -q --python $(PYTHON) $(AIRFLOW_VENV)
+	$(BIN)/uv pip sync --python $(AIRFLOW_VENV)/bin/python requirements-airflow.lock
+	@touch $(AIRFLOW_STAMP)
 
 ## env: a git-ignored .env with generated secrets (kept if present)
 .env: .env.example | $(STAMP)
@@ -55,9 +67,9 @@ stack-status:
 smoke: install
 	$(BIN)/safra stack smoke
 
-test-unit: install
+test-unit: install airflow
 	$(BIN)/python -m pytest tests/unit
-test-integration: install
+test-integration: install airflow
 	$(BIN)/safra stack up
 	$(BIN)/python -m pytest tests/integration
 
@@ -69,6 +81,8 @@ lint: install
 ## lock: re-resolve requirements.in into requirements.lock
 lock:
 	$(BIN)/uv pip compile requirements.in -o requirements.lock --python-version 3.11
+lock-airflow:
+	$(BIN)/uv pip compile requirements-airflow.in -o requirements-airflow.lock --python-version 3.11
 
 bench: install
 	$(BIN)/python bench/stack_bench.py

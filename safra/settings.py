@@ -105,6 +105,9 @@ class Settings(BaseSettings):
     drift_share: float = Field(default=0.1, gt=0, le=1, description="drifted-column share that is drift")
     drift_sample_rows: int = 20_000
     airflow_port: int = 8088
+    airflow_jwt_secret: SecretStr = Field(
+        default=SecretStr(""), description="secret Airflow's API server and workers share (.env)"
+    )
 
     # Spark (local mode; connectors from Maven Central through Ivy)
     spark_master: str = "local[2]"

@@ -12,6 +12,8 @@ import importlib.resources
 import importlib.util
 import json
 import logging
+import os
+import secrets
 import shutil
 import subprocess
 import sys
@@ -338,10 +340,75 @@ def mlflow_spec(s: Settings) -> ServiceSpec:
     )  # fmt: skip
 
 
+# --- Airflow ----------------------------------------------------------------------------------
+
+#: the pool that lets one lakehouse transform run at a time across DAGs (see dags/safra_tasks.py)
+AIRFLOW_LAKEHOUSE_POOL = "safra_lakehouse"
+
+
+def airflow_spec(s: Settings) -> ServiceSpec:
+    """Airflow 3 from its own venv (``make airflow``): API server (UI), scheduler (LocalExecutor),
+    DAG processor and triggerer as one process group (``resources/airflow-local.sh``), metadata
+    in SQLite under ``<data_dir>/airflow``, DAGs from the repository's ``dags/``. Its tasks run
+    this environment's ``safra`` CLI in the current folder (whose ``.env`` the CLI reads)."""
+    project = Path(__file__).resolve().parents[2]  # the repository (editable install)
+    venv_bin = project / ".venv-airflow" / "bin"
+    if not (venv_bin / "airflow").exists():
+        raise ProvisionError(
+            f"airflow: {venv_bin / 'airflow'} is missing; Airflow runs from its own environment. "
+            "Fix: `make airflow` (installs requirements-airflow.lock into .venv-airflow)."
+        )
+    home = s.data_dir / "airflow"
+    script = home / "airflow-local.sh"
+    _write(script, _resource("airflow-local.sh"))
+    passwords = home / "simple_auth_manager_passwords.json.generated"
+    if not passwords.exists():  # the UI's admin password, generated once, never logged
+        passwords.touch(mode=0o600)
+        passwords.write_text(json.dumps({"admin": secrets.token_urlsafe(12)}) + "\n")
+    url = f"http://{s.bind_host}:{s.airflow_port}"
+    env = {
+        "AIRFLOW_HOME": str(home),
+        "AIRFLOW__CORE__DAGS_FOLDER": str(project / "dags"),
+        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+        "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
+        "AIRFLOW__CORE__PARALLELISM": "2",  # a 2-core machine: two tasks at a time
+        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": "admin:admin",
+        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(passwords),
+        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{home / 'airflow.db'}",
+        "AIRFLOW__API__HOST": s.bind_host,
+        "AIRFLOW__API__PORT": str(s.airflow_port),
+        "AIRFLOW__API__WORKERS": "1",
+        "AIRFLOW__API__BASE_URL": url,
+        "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"{url}/execution/",
+        "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "60",  # new DAG files within a minute
+        "SAFRA_AIRFLOW_POOL": AIRFLOW_LAKEHOUSE_POOL,
+        # the tasks' `safra` (see dags/safra_tasks.py) and the folder whose .env it reads
+        "SAFRA_BIN": str(Path(sys.executable).parent / "safra"),
+        "SAFRA_PROJECT_DIR": str(Path.cwd()),
+        "PATH": os.pathsep.join([str(venv_bin), os.environ.get("PATH", "")]),
+    }
+    jwt_secret = s.airflow_jwt_secret.get_secret_value()
+    if jwt_secret:  # else the one Airflow generates into airflow.cfg on first start
+        env["AIRFLOW__API_AUTH__JWT_SECRET"] = jwt_secret
+
+    def healthy() -> bool:
+        # the API server answers, and its metadata DB and scheduler report healthy
+        with urllib.request.urlopen(f"{url}/api/v2/monitor/health", timeout=2) as resp:
+            health = json.loads(resp.read())
+        return all(health.get(part, {}).get("status") == "healthy"
+                   for part in ("metadatabase", "scheduler"))  # fmt: skip
+
+    return ServiceSpec(
+        "airflow", s.airflow_port, ["bash", str(script)], env=env, cwd=Path.cwd(),
+        ready=healthy, ready_timeout_s=max(s.ready_timeout_s, 300), url=url,
+    )  # fmt: skip
+
+
 SPECS: dict[str, Callable[[Settings], ServiceSpec]] = {
     "redis": redis_spec,
     "kafka": kafka_spec,
     "iceberg-rest": iceberg_rest_spec,
     "trino": trino_spec,
     "mlflow": mlflow_spec,
+    "airflow": airflow_spec,
 }

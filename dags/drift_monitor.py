@@ -1,0 +1,59 @@
+"""
+### drift_monitor: is live data drifting from the champion's training data? Hourly
+
+1. `check_drift` — `safra drift --json`: Evidently compares the champion's reference sample with
+   the recent scored requests and silver/gold rows, keeps the HTML report, logs it to MLflow and
+   prints a JSON summary (`"drift": true|false`, ...), returned here as the task's XCom.
+2. `drift_detected` — short-circuit on the summary's `drift`: no drift skips what follows.
+3. `request_retraining` — emits the `safra_model_drift` asset event, the summary attached as
+   its `extra`.
+
+Why an asset and not a TriggerDagRunOperator: `model_retraining` is scheduled on
+`AssetOrTimeSchedule` (every 6 hours *or* on this asset), so the monitor does not need to know
+which DAG retrains, the asset graph in the UI shows the link, each retraining run lists the
+drift event (and its figures) that caused it, and several drift events while a training runs
+collapse into one next run instead of piling up triggered runs.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+from airflow.sdk import DAG, task
+from safra_tasks import DEFAULT_ARGS, MODEL_DRIFT, START_DATE, run_safra_json
+
+DRIFT_TIMEOUT = timedelta(minutes=15)
+
+with DAG(
+    dag_id="drift_monitor",
+    description="Evidently drift check of the champion; on drift, the model_retraining asset",
+    schedule="@hourly",
+    start_date=START_DATE,
+    catchup=False,
+    max_active_runs=1,
+    dagrun_timeout=timedelta(minutes=30),
+    default_args=DEFAULT_ARGS,
+    tags=["safra", "ml", "monitoring", "drift"],
+    doc_md=__doc__,
+):
+
+    @task(execution_timeout=DRIFT_TIMEOUT)
+    def check_drift() -> dict[str, Any]:
+        """`safra drift --json`: the drift summary of the champion (report in MLflow)."""
+        return run_safra_json("drift", "--json", timeout=DRIFT_TIMEOUT)
+
+    @task.short_circuit(execution_timeout=timedelta(minutes=1))
+    def drift_detected(summary: dict[str, Any]) -> bool:
+        """True when the check found drift above the configured share."""
+        if "drift" not in summary:
+            raise ValueError(f"`safra drift --json` printed no 'drift' key: {summary}")
+        return bool(summary["drift"])
+
+    @task(outlets=[MODEL_DRIFT], execution_timeout=timedelta(minutes=1))
+    def request_retraining(summary: dict[str, Any], *, outlet_events=None) -> None:
+        """Emit the drift asset event (model_retraining is scheduled on it)."""
+        outlet_events[MODEL_DRIFT].extra = {"drift_summary": summary}
+
+    summary = check_drift()
+    drift_detected(summary) >> request_retraining(summary)
