@@ -14,6 +14,17 @@ Each (topic, target table) pair is its own streaming query with its own checkpoi
 through Iceberg's streaming sink: a restart after a crash neither loses nor repeats a row
 (Spark's offset log plus Iceberg's per-query epoch check). Checkpoints live under
 ``<data_dir>/checkpoints/ingest/<namespace>/<table>/<topic>/{bronze,rejected}``.
+
+Two guards keep that true when a run is killed (``kill -9``) and restarted at once:
+
+- Iceberg names a streaming data file ``<partition>-<task id>-<query id>-<epoch>-<n>``. The
+  query id comes from the checkpoint and Spark's task ids restart at 0 in a new JVM, so a
+  restart that replays an epoch the killed run had already committed to Iceberg (killed before
+  Spark recorded the commit) writes the very paths that epoch's committed files have, over
+  them. So each run writes its data files into a folder of its own
+  (``<table>/data/run-<run id>``, through the table's ``write.data.path``).
+- Each checkpoint is locked by the run using it (:mod:`pipelines.checkpoint_lock`): a second
+  run on it is refused, and a run after a killed one waits for the killed run's JVM to exit.
 """
 
 from __future__ import annotations
@@ -23,13 +34,16 @@ import logging
 import signal
 import threading
 import time
+import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
 
 from pipelines.bronze import NAMESPACE, ensure_bronze_tables
+from pipelines.checkpoint_lock import DEFAULT_JVM_GRACE_S, checkpoint_locks
 from pipelines.contracts import LATEST, VERSIONS, schema_text, schema_without_logical_types
 from safra.settings import Settings, get_settings
 
@@ -375,6 +389,37 @@ def _start(
     return query
 
 
+def new_run_id(now: datetime | None = None) -> str:
+    """A unique, time-ordered id for one ingestion run, e.g. ``20261120T225100Z-1a2b3c4d``."""
+    moment = (now or datetime.now(UTC)).astimezone(UTC)
+    return f"{moment:%Y%m%dT%H%M%SZ}-{uuid.uuid4().hex[:8]}"
+
+
+def run_data_path(table_location: str, run_id: str) -> str:
+    """The folder a run writes a table's data files into: ``<location>/data/run-<run id>``."""
+    if not table_location or not run_id:
+        raise ValueError(f"need a table location and a run id, got {table_location!r}, {run_id!r}")
+    return f"{table_location.rstrip('/')}/data/run-{run_id}"
+
+
+def _use_run_data_folders(
+    spark: SparkSession, settings: Settings, tables: set[str], run_id: str
+) -> None:
+    """Point each table's ``write.data.path`` at this run's own folder (see the module doc):
+    no file this run writes can have the path of a file an earlier run wrote."""
+    from pipelines.lakehouse import iceberg_catalog
+
+    catalog = iceberg_catalog(settings)
+    for table in sorted(tables):
+        path = run_data_path(catalog.load_table(table).location(), run_id)
+        # Through Spark's catalog, so that its cached table sees the new location at once.
+        spark.sql(
+            f"ALTER TABLE {settings.iceberg_catalog}.{table} "
+            f"SET TBLPROPERTIES ('write.data.path' = '{path}')"
+        )
+        log.info("%s: this run writes its data files into %s", table, path)
+
+
 def _snapshot_ids(settings: Settings, tables: set[str]) -> dict[str, set[int]]:
     from pipelines.lakehouse import iceberg_catalog
 
@@ -480,6 +525,7 @@ def run_ingest(
     max_restarts: int = 5,
     stop: threading.Event | None = None,
     spark: SparkSession | None = None,
+    jvm_grace_s: float = DEFAULT_JVM_GRACE_S,
 ) -> IngestReport:
     """Ingest Kafka into bronze. ``once``: drain what the topics hold now and return; else run
     micro-batches every ``trigger_s`` seconds (default ``settings.ingest_trigger_s``) until
@@ -490,8 +536,12 @@ def run_ingest(
     A query that fails (say, the catalog refused a commit) is restarted from its checkpoint up
     to ``max_restarts`` times: no row is lost or repeated. Tables are created when missing,
     never dropped. Returns the rows this run added per table.
+
+    Raises :class:`~pipelines.checkpoint_lock.CheckpointInUse` when another ingestion runs on
+    one of the checkpoints, or when the JVM of a killed one is still alive after
+    ``jvm_grace_s`` seconds.
     """
-    from pipelines.lakehouse import spark_session
+    from pipelines.lakehouse import driver_jvm_pid, spark_session
     from pipelines.producer import ensure_topics
 
     s = settings or get_settings()
@@ -504,8 +554,7 @@ def run_ingest(
     ensure_topics(s, [c.topic for c in chosen])
     planned = {p.name: p for p in plan_queries(s, chosen, namespace, checkpoint_root)}
     tables = {p.table for p in planned.values()}
-    _retrying("creating the bronze tables", lambda: ensure_bronze_tables(spark, s, namespace))
-    before = _retrying("reading snapshots", lambda: _snapshot_ids(s, tables))
+    run_id = new_run_id()
 
     def start(name: str) -> StreamingQuery:
         return _start(spark, s, planned[name], once, trigger_s, max_offsets_per_trigger)
@@ -514,20 +563,29 @@ def run_ingest(
     progress = _Progress()
     queries: dict[str, StreamingQuery] = {}
     mode = "once (available now)" if once else f"every {trigger_s:g} s"
-    log.info("ingesting %s into %s, %s", [c.topic for c in chosen], namespace, mode)
-    try:
-        with _stop_on_sigterm(stop):
-            for name in planned:
-                queries[name] = start(name)
-            _wait(queries, start, progress, stop, max_restarts)
-    except KeyboardInterrupt:
-        log.info("interrupted: stopping ingestion")
-    finally:
-        for name, query in queries.items():
-            if query.isActive:
-                query.stop()
-                log.info("stopped %s", name)
-        progress.log(queries)
+    checkpoints = [p.checkpoint for p in planned.values()]
+    with checkpoint_locks(checkpoints, run_id, driver_jvm_pid(spark), jvm_grace_s=jvm_grace_s):
+        _retrying("creating the bronze tables", lambda: ensure_bronze_tables(spark, s, namespace))
+        _retrying(
+            "giving the run its own data folders",
+            lambda: _use_run_data_folders(spark, s, tables, run_id),
+        )
+        before = _retrying("reading snapshots", lambda: _snapshot_ids(s, tables))
+        log.info("ingesting %s into %s, %s (run %s)", [c.topic for c in chosen], namespace, mode,
+                 run_id)  # fmt: skip
+        try:
+            with _stop_on_sigterm(stop):
+                for name in planned:
+                    queries[name] = start(name)
+                _wait(queries, start, progress, stop, max_restarts)
+        except KeyboardInterrupt:
+            log.info("interrupted: stopping ingestion")
+        finally:
+            for name, query in queries.items():
+                if query.isActive:
+                    query.stop()
+                    log.info("stopped %s", name)
+            progress.log(queries)
 
     query_ids = {name: query.id for name, query in queries.items()}
     by_query = _retrying("reading snapshots", lambda: _added_rows(s, before, query_ids))

@@ -76,6 +76,12 @@ def spark_session(app_name: str = "safra", settings: Settings | None = None) -> 
     return session
 
 
+def driver_jvm_pid(spark: SparkSession) -> int | None:
+    """The pid of the JVM behind ``spark`` (the driver), or None for a session without one."""
+    jvm = spark.sparkContext._jvm
+    return None if jvm is None else int(jvm.java.lang.ProcessHandle.current().pid())
+
+
 def iceberg_catalog(settings: Settings | None = None) -> Catalog:
     """The pyiceberg view of the same REST catalog."""
     from pyiceberg.catalog import load_catalog
