@@ -61,22 +61,34 @@ saturates well before that."""
 
 
 def out_of_time_split(
-    df: pd.DataFrame, time_col: str = "data_solicitacao", valid_fraction: float = 0.2
+    df: pd.DataFrame,
+    time_col: str = "data_solicitacao",
+    valid_fraction: float = 0.2,
+    *,
+    valid_from: Any = None,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """(train, valid): the most recent ``valid_fraction`` of rows by ``time_col`` is validation.
+    """(train, valid): the most recent ``valid_fraction`` of rows by ``time_col`` is validation
+    — or, with ``valid_from`` (a time comparable with ``time_col``), every row at or after it.
 
     Rows tied at the cutoff all go to validation, so every training row is strictly older than
     every validation row.
     """
-    if not 0.0 < valid_fraction < 1.0:
-        raise ValueError(f"valid_fraction must be in (0, 1), got {valid_fraction}")
     if time_col not in df.columns:
         raise ValueError(f"no time column {time_col!r}")
     ordered = df.sort_values(time_col, kind="stable")
-    n_valid = max(1, int(round(len(ordered) * valid_fraction)))
-    if len(ordered) - n_valid < 1:
-        raise ValueError(f"{len(ordered)} rows cannot be split by valid_fraction={valid_fraction}")
-    cutoff = ordered[time_col].iloc[len(ordered) - n_valid]
+    if valid_from is not None:
+        cutoff = valid_from
+        if not (ordered[time_col] >= cutoff).any():
+            raise ValueError(f"no row at or after {cutoff}: no validation rows")
+    else:
+        if not 0.0 < valid_fraction < 1.0:
+            raise ValueError(f"valid_fraction must be in (0, 1), got {valid_fraction}")
+        n_valid = max(1, int(round(len(ordered) * valid_fraction)))
+        if len(ordered) - n_valid < 1:
+            raise ValueError(
+                f"{len(ordered)} rows cannot be split by valid_fraction={valid_fraction}"
+            )
+        cutoff = ordered[time_col].iloc[len(ordered) - n_valid]
     is_valid = ordered[time_col] >= cutoff
     train, valid = ordered[~is_valid], ordered[is_valid]
     if train.empty:

@@ -198,6 +198,7 @@ def ingest_cmd(
     max_offsets_per_trigger: Annotated[int, typer.Option()] = 500_000,
 ) -> None:
     """Spark Structured Streaming from Kafka into the Iceberg bronze tables (exactly once)."""
+    from pipelines.checkpoint_lock import CheckpointInUse
     from pipelines.ingest import run_ingest
 
     s = get_settings()
@@ -205,8 +206,11 @@ def ingest_cmd(
         f"ingesting from Kafka {s.kafka_bootstrap} into {s.iceberg_catalog}.{namespace}"
         + (" (draining, then exiting)" if once else " (streaming; Ctrl-C stops)")
     )
-    report = run_ingest(s, once=once, trigger_s=trigger_s, topics=topic, namespace=namespace,
-                        max_offsets_per_trigger=max_offsets_per_trigger)  # fmt: skip
+    try:
+        report = run_ingest(s, once=once, trigger_s=trigger_s, topics=topic, namespace=namespace,
+                            max_offsets_per_trigger=max_offsets_per_trigger)  # fmt: skip
+    except CheckpointInUse as exc:
+        _fail(exc)
     for table, rows in sorted(report.rows.items()):
         console.print(f"  {table:<40} +{rows:,} rows")
     console.print(f"{report.total:,} rows in {report.seconds:.1f} s; checkpoints in "
@@ -332,3 +336,206 @@ def drift_cmd(
     for name, why in summary["skipped"].items():
         console.print(f"  [yellow]![/] {name} skipped: {why}")
     console.print(f"MLflow run: {summary['mlflow_run_url']}")
+
+
+def _ml_logging(as_json: bool) -> None:
+    """Feast's INFO chatter off; with --json, logs to stderr so stdout carries the JSON alone."""
+    import logging
+
+    logging.getLogger("feast").setLevel(logging.WARNING)
+    if as_json:
+        from rich.logging import RichHandler
+
+        handler = RichHandler(console=Console(stderr=True), show_path=False)
+        logging.getLogger().handlers = [handler]
+
+
+def _print_json(report: object) -> None:
+    typer.echo(json.dumps(report.as_dict(), indent=2, default=str))  # type: ignore[attr-defined]
+
+
+@app.command("features")
+def features_cmd(
+    as_json: Annotated[bool, typer.Option("--json", help="print the JSON report only")] = False,
+) -> None:
+    """Register the Feast repo (feast apply) and materialize new gold rows into Redis."""
+    from ml.workflow import run_features
+
+    _ml_logging(as_json)
+    try:
+        report = run_features(get_settings())
+    except (ValueError, FileNotFoundError, ConnectionError) as exc:
+        _fail(exc)
+    if as_json:
+        _print_json(report)
+        return
+    console.print(
+        f"feast apply: project {report.project}, {len(report.entities)} entities, views "
+        f"{', '.join(report.feature_views)}, services {', '.join(report.feature_services)} "
+        f"({report.apply_seconds:.1f} s; registry {report.registry})"
+    )
+    table = Table("feature view", "from", "to", "gold rows", "keys written")
+    for v in report.materialized:
+        table.add_row(v.name, v.start[:16], v.end[:16], f"{v.rows:,}", f"{v.keys:,}")
+    console.print(table)
+    console.print(f"materialized into Redis in {report.materialize_seconds:.1f} s")
+
+
+@app.command("train")
+def train_cmd(
+    since: Annotated[
+        datetime | None, typer.Option(help="only applications from this time on (UTC)")
+    ] = None,
+    until: Annotated[datetime | None, typer.Option(help="only applications before this")] = None,
+    valid_days: Annotated[
+        float | None, typer.Option(help="validate on the last N days (default: latest 20 %)")
+    ] = None,
+    valid_fraction: Annotated[float, typer.Option(help="share of latest rows validating")] = 0.2,
+    n_jobs: Annotated[int, typer.Option(help="threads per fit")] = 1,
+    as_json: Annotated[bool, typer.Option("--json", help="print the JSON report only")] = False,
+) -> None:
+    """Feast point-in-time training set → candidates → MLflow run → version @challenger."""
+    from ml.workflow import run_train
+
+    _ml_logging(as_json)
+    try:
+        report = run_train(get_settings(), since, until, valid_fraction, valid_days, n_jobs)
+    except (ValueError, FileNotFoundError, ConnectionError) as exc:
+        _fail(exc)
+    if as_json:
+        _print_json(report)
+        return
+    m = report.metrics
+    console.print(
+        f"trained on {report.train_rows:,} rows, validated on {report.valid_rows:,} "
+        f"(from {report.valid_from}); training set in {report.training_set_seconds:.1f} s, "
+        f"fit in {report.train_seconds:.1f} s"
+    )
+    console.print(
+        f"winner {report.winner} (candidates' ROC-AUC: "
+        + ", ".join(f"{k} {v:.4f}" for k, v in report.candidate_aucs.items())
+        + ")"
+    )
+    console.print(
+        f"valid ROC-AUC {m['roc_auc']:.4f}, PR-AUC {m['pr_auc']:.4f}, F1 at the business "
+        f"threshold {m['f1_at_threshold']:.4f}, Brier {m['brier']:.4f}, KS {m['ks']:.4f}"
+    )
+    if report.best_achievable_auc is not None and report.auc_fraction_of_best is not None:
+        console.print(
+            f"best achievable AUC {report.best_achievable_auc:.4f} (scenarios "
+            f"{', '.join(report.scenarios) or 'baseline'}): this model reaches "
+            f"{report.auc_fraction_of_best:.1%} of it"
+        )
+    console.print(f"run {report.run_id}: {report.run_url}")
+    console.print(
+        f"registered {report.model_name} v{report.version} as @challenger: {report.model_url}"
+    )
+
+
+def _print_decision(report) -> None:  # ml.workflow.PromoteReport
+    colour = "green" if report.promoted else "yellow"
+    prefix = "[dry run] " if report.dry_run else ""
+    console.print(
+        f"{prefix}[bold {colour}]{report.action}[/]: {report.model_name} challenger "
+        f"v{report.challenger_version}, champion v{report.champion_version_before} → "
+        f"v{report.champion_version_after}"
+    )
+    if report.challenger_metrics:
+        table = Table("metric", "challenger", "champion")
+        for key in ("f1_at_threshold", "roc_auc", "pr_auc", "brier", "ks", "calibration_gap"):
+            ch = report.challenger_metrics.get(key)
+            cp = report.champion_metrics.get(key)
+            table.add_row(key, "" if ch is None else f"{ch:.4f}", "" if cp is None else f"{cp:.4f}")
+        console.print(table)
+        console.print(f"holdout: {report.holdout_rows:,} rows from {report.holdout_from}")
+    for reason in report.reasons:
+        console.print(f"  - {reason}")
+
+
+@app.command("promote")
+def promote_cmd(
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="decide, move and record nothing")] = (
+        False
+    ),
+    as_json: Annotated[bool, typer.Option("--json", help="print the JSON decision only")] = False,
+) -> None:
+    """Challenger vs champion on the same holdout; promote only if it wins and keeps the guardrails.
+
+    Exit code 0 when the decision was made, promoted or refused (read `action`/`promoted`);
+    1 when it could not be made (no challenger, no holdout, a service down).
+    """
+    from ml.workflow import run_promote
+
+    _ml_logging(as_json)
+    try:
+        report = run_promote(get_settings(), dry_run=dry_run)
+    except (ValueError, FileNotFoundError, ConnectionError) as exc:
+        _fail(exc)
+    if as_json:
+        _print_json(report)
+        return
+    _print_decision(report)
+
+
+@app.command("rollback")
+def rollback_cmd(
+    as_json: Annotated[bool, typer.Option("--json", help="print the JSON record only")] = False,
+) -> None:
+    """Move @champion back to @previous-champion in one call, and log it (exit 1 when none)."""
+    from ml.workflow import run_rollback
+
+    _ml_logging(as_json)
+    try:
+        report = run_rollback(get_settings())
+    except ValueError as exc:
+        _fail(exc)
+    if as_json:
+        _print_json(report)
+        return
+    _print_decision(report)
+
+
+@app.command("demo")
+def demo_cmd(
+    scenario: Annotated[
+        str, typer.Option(help="drift scenario: drought | bureau_recalibration")
+    ] = ("bureau_recalibration"),
+    scale: Annotated[
+        str, typer.Option(help="full (make demo) or ci (the e2e test's size)")
+    ] = "full",
+    as_json: Annotated[bool, typer.Option("--json", help="print the summary as JSON too")] = False,
+) -> None:
+    """The whole loop: history → lakehouse → features → champion → API → drift → retrain →
+    promote, the API switching versions under load. Ends with figures and where to look."""
+    from safra.demo import SCALES, Demo
+
+    if scale not in SCALES:
+        _fail(ValueError(f"unknown scale {scale!r}; known: {', '.join(SCALES)}"))
+    s = get_settings()
+    began = time.monotonic()
+
+    def on_stage(name: str, state: str, detail: str) -> None:
+        elapsed = time.monotonic() - began
+        if state == "start":
+            console.print(f"[dim]{elapsed:6.0f} s[/] [bold]▶ {name}[/]")
+        else:
+            console.print(f"[dim]{elapsed:6.0f} s[/]   [green]✓[/] {detail}")
+
+    try:
+        summary = Demo(s, SCALES[scale], scenario, on_stage=on_stage).run()
+    except Exception as exc:  # noqa: BLE001 - any stage: one message naming it, then exit 1
+        console.print(f"[bold red]demo stopped:[/] {type(exc).__name__}: {exc}")
+        console.print(f"service logs: {s.logs_dir}; `safra stack status` shows the stack")
+        raise typer.Exit(1) from exc
+    table = Table(
+        "figure", "value", title=f"Safra demo: {summary.scenario}, {summary.seconds:.0f} s"
+    )
+    for key, value in summary.figures.items():
+        if key in ("quality_reports",):
+            continue
+        table.add_row(key, value if isinstance(value, str) else json.dumps(value, default=str))
+    console.print(table)
+    for name, url in summary.urls.items():
+        console.print(f"  {name:<22} {url}")
+    if as_json:
+        print(summary.as_json())
