@@ -173,6 +173,16 @@ def entity_sql(
     )
 
 
+def _count(settings: Settings, sql: str) -> int:
+    conn = trino_connection(settings)
+    try:
+        cur = conn.cursor()
+        cur.execute(f"SELECT count(*) FROM ({sql})")
+        return int(cur.fetchone()[0])
+    finally:
+        conn.close()
+
+
 def build_training_set(
     store: FeatureStore,
     settings: Settings,
@@ -185,19 +195,19 @@ def build_training_set(
     """
     snapshots = current_snapshots(settings)
     sql = entity_sql(settings, snapshots, since, until)
-    service = store.get_feature_service(FEATURE_SERVICE)
-    began = time.perf_counter()
-    joined = store.get_historical_features(
-        entity_df=sql, features=service, full_feature_names=True
-    ).to_df()
-    seconds = time.perf_counter() - began
-    if joined.empty:
+    if _count(settings, sql) == 0:  # Feast's Trino store fails obscurely on no entity rows
         raise ValueError(
             "no labelled application in the window"
             + (f" since {since}" if since else "")
             + (f" until {until}" if until else "")
             + ": produce, ingest and transform data with outcomes first"
         )
+    service = store.get_feature_service(FEATURE_SERVICE)
+    began = time.perf_counter()
+    joined = store.get_historical_features(
+        entity_df=sql, features=service, full_feature_names=True
+    ).to_df()
+    seconds = time.perf_counter() - began
     frame = training_frame(joined)
     logger.info(
         "training set: %d labelled rows, %d with history, point-in-time join %.1f s",
