@@ -307,11 +307,17 @@ def drift_cmd(
 
         handler = RichHandler(console=Console(stderr=True), show_path=False)
         logging.getLogger().handlers = [handler]
+    import contextlib
+    import sys
+
+    # MLflow writes the run's URL to stdout: with --json, stdout carries the JSON alone.
+    quiet = contextlib.redirect_stdout(sys.stderr) if as_json else contextlib.nullcontext()
     try:
-        result = check_drift(
-            get_settings(), sources=tuple(source or SOURCES), last=last, since=since,
-            model_name=model_name,
-        )  # fmt: skip
+        with quiet:
+            result = check_drift(
+                get_settings(), sources=tuple(source or SOURCES), last=last, since=since,
+                model_name=model_name,
+            )  # fmt: skip
     except DriftError as exc:
         _fail(exc)
     summary = result.summary()

@@ -1,0 +1,240 @@
+"""`safra drift` against the real MLflow and Trino of the local stack.
+
+A tiny model is trained and registered under a unique name (its run logs the reference sample),
+then made champion. Current data is passed as a DataFrame, and, for the Trino-reading path,
+written to this test's own silver/bronze schemas (nothing depends on other data in the stack).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import uuid
+from collections.abc import Iterator
+from datetime import datetime
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import trino
+from sklearn.ensemble import HistGradientBoostingClassifier
+from typer.testing import CliRunner
+
+from ml.drift import (
+    APPLICATION_COLUMNS,
+    MONITORED_CATEGORICAL,
+    MONITORED_NUMERIC,
+    PREDICTION,
+    DriftError,
+    check_drift,
+    current_inputs,
+)
+from ml.features import NUMERIC
+from ml.registry import CHAMPION, load_version, tracking_client
+from ml.train import train_and_register
+from pipelines.simulator import applications_frame, generate_applications, generate_outcomes
+from safra import settings as settings_module
+from safra.cli import app
+from safra.settings import Settings
+
+pytestmark = pytest.mark.stack
+
+TRAIN_EXPERIMENT = "safra-credit-integration-tests"
+MONITORING = "safra-monitoring-integration-tests"
+BUREAU = {"serasa_score", "serasa_score_ausente", PREDICTION}
+
+
+def _applications(n: int, seed: int, scenario: str = "baseline", year: int = 2024) -> pd.DataFrame:
+    apps = generate_applications(
+        n, seed=seed, start=datetime(year, 1, 1), end=datetime(year + 1, 1, 1), scenario=scenario
+    )
+    frame = applications_frame(apps)
+    frame["inadimplente"] = [o["inadimplente"] for o in generate_outcomes(apps, seed, scenario)]
+    return frame
+
+
+@pytest.fixture(scope="module")
+def champion(local_stack: Settings) -> tuple[str, str]:
+    """(model name, version): a small model made champion, its reference sample logged."""
+    name = f"drift-it-{uuid.uuid4().hex[:8]}"
+    result = train_and_register(
+        _applications(4_000, seed=201), _applications(1_000, seed=202, year=2025),
+        settings=local_stack, model_name=name, experiment_name=TRAIN_EXPERIMENT,
+        candidates={"hgb": HistGradientBoostingClassifier(max_iter=60, random_state=0)},
+    )  # fmt: skip
+    client = tracking_client(local_stack)
+    client.set_registered_model_alias(name, CHAMPION, result.version)
+    yield name, str(result.version)
+    client.delete_registered_model(name)
+
+
+@pytest.fixture
+def isolated(local_stack: Settings, tmp_path: Path) -> Settings:
+    """The stack's settings with reports under ``tmp_path``."""
+    return local_stack.model_copy(update={"data_dir": tmp_path})
+
+
+def test_bureau_recalibration_is_detected_reported_and_logged(champion, isolated) -> None:
+    name, version = champion
+    current = _applications(2_000, seed=203, scenario="bureau_recalibration")
+    result = check_drift(isolated, current=current, model_name=name, experiment_name=MONITORING)
+
+    assert result.drift is True
+    assert (result.model_name, result.model_version) == (name, version)
+    given = result.sources["given"].comparison
+    assert set(given.drifted_columns) == BUREAU
+    assert given.drifted_share == pytest.approx(3 / 17)
+    assert (given.rows_reference, given.rows_current) == (4_000, 2_000)
+    report = result.sources["given"].report_path
+    assert report.parent == isolated.reports_dir / "drift"
+    assert report.is_file() and report.stat().st_size > 10_000
+
+    client = tracking_client(isolated)
+    run = client.get_run(result.mlflow_run_id)
+    assert run.data.tags["model_name"] == name
+    assert run.data.tags["model_version"] == version
+    assert run.data.tags["drift"] == "true"
+    assert run.data.metrics["drift"] == 1.0
+    assert run.data.metrics["drifted_share"] == pytest.approx(3 / 17)
+    assert run.data.metrics["given.drifted_columns"] == 3.0
+    assert run.data.metrics["given.column.serasa_score"] > 0.5
+    artifacts = {a.path for a in client.list_artifacts(result.mlflow_run_id, "drift")}
+    assert artifacts == {f"drift/{report.name}", "drift/summary.json"}
+    experiment = client.get_experiment(run.info.experiment_id)
+    assert experiment.name == MONITORING
+    assert result.mlflow_run_url.endswith(f"/runs/{result.mlflow_run_id}")
+
+
+def test_baseline_is_no_drift(champion, isolated) -> None:
+    name, _ = champion
+    current = _applications(2_000, seed=204)
+    result = check_drift(isolated, current=current, model_name=name, experiment_name=MONITORING)
+    assert result.drift is False
+    assert result.summary()["drifted_columns"] == []
+    assert result.sources["given"].report_path.is_file()
+
+
+def test_no_champion_and_too_little_data_are_errors(champion, isolated) -> None:
+    with pytest.raises(DriftError, match="no champion yet"):
+        check_drift(isolated, current=_applications(10, seed=1), model_name="never-trained-xyz")
+    with pytest.raises(DriftError, match="no current data.*given: 999 rows"):
+        check_drift(isolated, current=_applications(999, seed=205), model_name=champion[0])
+
+
+# --- the lakehouse path: this test's own silver and bronze tables, read through Trino -----------
+
+
+def _sql(value: object) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "NULL"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return repr(float(value)) if isinstance(value, float) else str(value)
+    return "'" + str(value).replace("'", "''") + "'"
+
+
+@pytest.fixture(scope="module")
+def lakehouse(champion, local_stack: Settings) -> Iterator[dict[str, str]]:
+    """Own schemas holding 1,200 bureau-recalibration applications (silver) and the same
+    applications as scored requests (bronze: numeric feature map + the champion's probability)."""
+    tag = f"it_drift_{uuid.uuid4().hex[:8]}_"
+    silver, bronze = f"{tag}silver", f"{tag}bronze"
+    raw = _applications(1_200, seed=206, scenario="bureau_recalibration", year=2026)
+    inputs = current_inputs(raw, load_version(*champion))
+    cat = local_stack.iceberg_catalog
+    conn = trino.dbapi.connect(
+        host=local_stack.trino_host, port=local_stack.trino_port, user=local_stack.trino_user,
+        catalog=cat,
+    )  # fmt: skip
+    cur = conn.cursor()
+
+    def run(sql: str) -> None:
+        cur.execute(sql)
+        cur.fetchall()
+
+    try:
+        for schema in (silver, bronze):
+            run(f'create schema {cat}."{schema}"')
+        run(
+            f'create table {cat}."{silver}".silver_applications (data_solicitacao timestamp(6) '
+            "with time zone, registro_valido boolean, renda_bruta_anual_declarada double, "
+            "valor_solicitado_credito double, prazo_meses integer, area_total_hectares double, "
+            "anos_experiencia integer, serasa_score integer, possui_experiencia_atividade "
+            "boolean, ibama_autuacoes_ativas boolean, cultura_principal varchar, uf varchar, "
+            "tipo_pessoa varchar, finalidade_credito varchar)"
+        )
+        run(
+            f'create table {cat}."{bronze}".scored_requests (requested_at bigint, model_version '
+            "varchar, probabilidade_inadimplencia double, features map(varchar, double))"
+        )
+        for start in range(0, len(raw), 400):
+            part = raw.iloc[start : start + 400]
+            rows = []
+            for rec in part.to_dict("records"):
+                when = f"from_unixtime({int(rec['data_solicitacao'])} / 1000.0)"
+                values = [_sql(rec[c]) for c in APPLICATION_COLUMNS]
+                rows.append(f"({when}, true, {', '.join(values)})")
+            # one invalid row, newest of all: never read
+            rows.append(f"(from_unixtime(4102444800), false, {', '.join(['NULL'] * 12)})")
+            run(
+                f'insert into {cat}."{silver}".silver_applications (data_solicitacao, '
+                f"registro_valido, {', '.join(APPLICATION_COLUMNS)}) values {', '.join(rows)}"
+            )
+            scored = []
+            for idx in part.index:
+                keys = [c for c in NUMERIC if c != PREDICTION]
+                vals = ", ".join(_sql(inputs.at[idx, c]) for c in keys)
+                names = ", ".join(f"'{k}'" for k in keys)
+                scored.append(
+                    f"({int(raw.at[idx, 'data_solicitacao'])}, '{champion[1]}', "
+                    f"{float(inputs.at[idx, PREDICTION])!r}, "
+                    f"map(array[{names}], cast(array[{vals}] as array(double))))"
+                )
+            run(f'insert into {cat}."{bronze}".scored_requests values {", ".join(scored)}')
+        yield {"schema_prefix": tag, "bronze_schema": bronze}
+    finally:
+        for schema, table in ((silver, "silver_applications"), (bronze, "scored_requests")):
+            for sql in (f'drop table if exists {cat}."{schema}".{table}',
+                        f'drop schema if exists {cat}."{schema}"'):  # fmt: skip
+                with contextlib.suppress(trino.exceptions.TrinoQueryError):
+                    run(sql)
+        conn.close()
+
+
+def test_cli_reads_the_lakehouse_and_prints_json(
+    champion, lakehouse, local_stack: Settings, tmp_path: Path, monkeypatch
+) -> None:
+    """`safra drift --json`: both sources read through Trino, both drifted, exit code 0."""
+    monkeypatch.setenv("SAFRA_SCHEMA_PREFIX", lakehouse["schema_prefix"])
+    monkeypatch.setenv("SAFRA_BRONZE_SCHEMA", lakehouse["bronze_schema"])
+    monkeypatch.setenv("SAFRA_DATA_DIR", str(tmp_path))
+    settings_module.get_settings.cache_clear()
+    try:
+        out = CliRunner().invoke(app, ["drift", "--json", "--model-name", champion[0]])
+    finally:
+        settings_module.get_settings.cache_clear()
+    assert out.exit_code == 0, out.output
+    summary = json.loads(out.stdout)
+    assert summary["drift"] is True
+    assert summary["model_version"] == champion[1]
+    assert summary["threshold"] == local_stack.drift_share
+    assert summary["skipped"] == {}
+    apps, scored = summary["sources"]["applications"], summary["sources"]["scored_requests"]
+    assert apps["rows_current"] == 1_200  # the invalid row is not read
+    assert set(apps["drifted_columns"]) == BUREAU
+    assert apps["drifted_share"] == pytest.approx(3 / 17, abs=1e-6)
+    # the feature map holds numbers only: the categorical columns are not compared
+    assert set(scored["column_scores"]) == set(MONITORED_NUMERIC)
+    assert not set(scored["column_scores"]) & set(MONITORED_CATEGORICAL)
+    assert set(scored["drifted_columns"]) == BUREAU
+    assert scored["rows_current"] == 1_200
+    assert Path(summary["report_path"]).is_file()
+    assert Path(summary["report_path"]).parent == tmp_path / "reports" / "drift"
+
+
+def test_cli_without_champion_exits_1_naming_the_cause(local_stack: Settings) -> None:
+    out = CliRunner().invoke(app, ["drift", "--json", "--model-name", "never-trained-xyz"])
+    assert out.exit_code == 1
+    assert "no champion yet" in " ".join(out.output.split())
