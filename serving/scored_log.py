@@ -75,6 +75,7 @@ class ScoredRequestLog:
                 **(config or {}),
                 "error_cb": self._on_error,
                 "stats_cb": self._on_stats,
+                "logger": logging.getLogger("serving.scored_log.librdkafka"),
             }
         )
         self._thread = threading.Thread(target=self._serve, name="scored-log-poll", daemon=True)
@@ -150,10 +151,14 @@ class ScoredRequestLog:
         return int(self._producer.flush(timeout_s))
 
     def close(self, timeout_s: float = 10.0) -> None:
-        left = self.flush(timeout_s)
+        """Deliver what is queued (briefly when Kafka is unreachable), then stop; what is left
+        undelivered is logged and counted as failed."""
+        left = self.flush(timeout_s if self.unavailable() is None else min(timeout_s, 1.0))
         self._stop.set()
         self._thread.join(timeout_s)
         if left:
+            self._producer.purge()
             logger.error("%d scored requests still undelivered at shutdown", left)
             with self._lock:
                 self.failed += left
+        self._producer.close()

@@ -169,7 +169,9 @@ def model_info(serving: ServingModel, service: CreditScoring) -> dict[str, Any]:
     promotion = {k.removeprefix(prefix): v for k, v in serving.tags.items() if k.startswith(prefix)}
     state = service.watcher.state
     return {
-        "modelo": {"nome": serving.name, "versao": serving.version, "run_id": serving.run_id},
+        "model_name": serving.name,
+        "model_version": serving.version,
+        "run_id": serving.run_id,
         "metricas": dict(serving.metrics),
         "campeao_desde": serving.champion_since,
         "promocao": promotion,

@@ -150,7 +150,7 @@ def test_decision_follows_the_thresholds(amount, decision) -> None:
     assert answer["probabilidade_inadimplencia"] == pytest.approx(p, abs=1e-6)
     assert answer["decisao"] == decision
     assert answer["score"] == round((1 - p) * 1000)
-    assert answer["modelo"] == {"nome": "toy", "versao": "7"}
+    assert (answer["model_name"], answer["model_version"]) == ("toy", "7")
     assert log.records[0]["decisao"] == decision and log.records[0]["model_version"] == "7"
     assert set(log.records[0]["features"]) == set(NUMERIC)
 

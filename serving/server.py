@@ -1,0 +1,30 @@
+"""Running the scoring API: the ``bentoml serve`` command line, shared by ``safra serve``
+(foreground) and ``safra stack up --with api`` (supervised: ``safra.stack.services.api_spec``)."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+from safra.settings import Settings
+
+SERVICE_IMPORT = "serving.service:CreditScoring"
+
+
+def bentoml_command(settings: Settings, port: int | None = None) -> list[str]:
+    """``bentoml serve`` of :data:`SERVICE_IMPORT` on ``settings.bind_host`` and ``port``
+    (default ``settings.serving_port``). ValueError when the API key is missing, before any
+    process starts (the service refuses to start without one)."""
+    settings.require_api_key()
+    bentoml = Path(sys.executable).parent / "bentoml"
+    return [
+        str(bentoml), "serve", SERVICE_IMPORT, "--host", settings.bind_host,
+        "--port", str(port or settings.serving_port),
+    ]  # fmt: skip
+
+
+def serve_foreground(settings: Settings, port: int | None = None) -> None:
+    """Replace this process with ``bentoml serve`` (Ctrl+C stops it)."""
+    command = bentoml_command(settings, port)
+    os.execv(command[0], command)
