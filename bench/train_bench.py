@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/train_bench.py                  # 1,000,000 rows, both candidates
     .venv/bin/python bench/train_bench.py --rows 200000 --n-jobs 2
+    .venv/bin/python bench/train_bench.py --feast-only    # training-set build on the lakehouse
 
 Generates ``--rows`` baseline simulator applications with their outcomes (in chunks, to bound
 memory), splits them out of time (the latest 20 % validate), and runs
@@ -11,6 +12,10 @@ simulator's ceiling); the goal is ``auc_fraction_of_best`` ≥ 0.98.
 
 On 2 cores the random forest is the slow candidate: each of its trees sees a bootstrap sample of
 at most ``RF_MAX_ROWS_PER_TREE`` rows (see :mod:`ml.train`); the gradient boosting sees all rows.
+``--feast-training-set`` adds (``--feast-only`` prints only) the time Feast's point-in-time join
+takes to build the training set from what the lakehouse holds now (Trino over the gold and
+silver Iceberg tables, :func:`ml.training_set.build_training_set`).
+
 Prints one JSON object. The machine may be shared: ``cpu_seconds`` and the load average say how
 much of the wall clock was ours.
 """
@@ -59,6 +64,26 @@ def labelled_applications(rows: int, seed: int) -> pd.DataFrame:
         frames.append(frame)
         del apps, outcomes
     return pd.concat(frames, ignore_index=True)
+
+
+def feast_training_set() -> dict[str, Any]:
+    """Build the Feast training set from the lakehouse as it is; rows and seconds."""
+    from ml.feature_store import feature_store
+    from ml.training_set import build_training_set
+    from safra.settings import get_settings
+
+    settings = get_settings()
+    began = time.perf_counter()
+    ts = build_training_set(feature_store(settings), settings)
+    total = time.perf_counter() - began
+    return {
+        "rows": len(ts.frame),
+        "rows_with_history": int(ts.frame["hist_n_solicitacoes"].notna().sum()),
+        "point_in_time_join_seconds": round(ts.seconds, 2),
+        "total_seconds": round(total, 2),
+        "feature_service": ts.lineage["feature_service"],
+        "load_avg": round(os.getloadavg()[0], 2),
+    }
 
 
 def run(rows: int, seed: int, n_jobs: int, valid_fraction: float) -> dict[str, Any]:
@@ -139,9 +164,19 @@ def main() -> None:
     parser.add_argument("--n-jobs", type=int, default=2)
     parser.add_argument("--valid-fraction", type=float, default=0.2)
     parser.add_argument("--log-level", default="INFO")
+    parser.add_argument("--feast-training-set", action="store_true")
+    parser.add_argument("--feast-only", action="store_true")
     args = parser.parse_args()
     logging.basicConfig(level=args.log_level, format="%(asctime)s %(name)s %(message)s")
-    print(json.dumps(run(args.rows, args.seed, args.n_jobs, args.valid_fraction), indent=2))
+    logging.getLogger("feast").setLevel(logging.WARNING)
+    if args.feast_only:
+        print(json.dumps({"bench": "feast_training_set", **feast_training_set()}, indent=2))
+        return
+    feast = feast_training_set() if args.feast_training_set else None
+    out = run(args.rows, args.seed, args.n_jobs, args.valid_fraction)
+    if feast is not None:
+        out["feast_training_set"] = feast
+    print(json.dumps(out, indent=2))
 
 
 if __name__ == "__main__":
