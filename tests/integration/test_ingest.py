@@ -3,6 +3,8 @@ old and new writer versions both land, and a crash mid-run neither loses nor rep
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import os
 import shutil
 import signal
@@ -10,11 +12,12 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+import psutil
 import pytest
 import trino
 from confluent_kafka import Producer
@@ -285,7 +288,8 @@ def test_every_message_lands_once_and_poison_is_kept_aside(
 
 
 def _ingest_process(namespace: str, topic: str, log_path) -> subprocess.Popen:
-    """The ingestion job as its own process group (so SIGKILL takes its JVM down too)."""
+    """``safra ingest --once`` as a separate process (and session: nothing of it outlives the
+    test, see the kill test's cleanup)."""
     return subprocess.Popen(
         [
             str(Path(sys.executable).parent / "safra"),
@@ -314,9 +318,26 @@ def _bronze_rows(settings: Settings, identifier: str) -> int | None:
     return int(snapshot.summary["total-records"] or 0) if snapshot and snapshot.summary else 0
 
 
+def _data_files(settings: Settings, identifier: str) -> dict[Path, tuple[int, int, str]]:
+    """The data files ``identifier`` references now: path -> (size in the manifest, size on
+    disk, sha256 of the bytes on disk)."""
+    files = {}
+    for task in iceberg_catalog(settings).load_table(identifier).scan().plan_files():
+        path = Path(task.file.file_path.removeprefix("file://").removeprefix("file:"))
+        data = path.read_bytes()
+        files[path] = (task.file.file_size_in_bytes, len(data), hashlib.sha256(data).hexdigest())
+    return files
+
+
 def test_kill_9_mid_run_then_restart_lands_each_message_exactly_once(
     local_stack: Settings, namespace: str, tmp_path
 ) -> None:
+    """What a user does: ``kill -9`` the ingestion's driver mid-run and start it again at once.
+
+    The restart replays the micro-batch in flight, often one the killed run had already
+    committed to Iceberg (killed before Spark recorded it); its Spark JVM may outlive the driver
+    for a moment. Every message still lands exactly once, and no file the table references is
+    ever rewritten (a rewritten file breaks readers: Trino's "can not read class PageHeader")."""
     s = local_stack
     topic = _create_topic(s)
     messages = [_application_message(r, 2) for r in _applications(2000, seed=21)]
@@ -325,24 +346,35 @@ def test_kill_9_mid_run_then_restart_lands_each_message_exactly_once(
     log_path = tmp_path / "ingest.log"
 
     first = _ingest_process(namespace, topic, log_path)
-    deadline = time.monotonic() + 300
-    committed = None
+    tree: list[psutil.Process] = []
     try:
+        deadline = time.monotonic() + 300
+        committed = None
         while time.monotonic() < deadline and first.poll() is None:
             committed = _bronze_rows(s, table)
             if committed:
                 break
             time.sleep(0.2)
-    finally:
         if first.poll() is None:
-            os.killpg(first.pid, signal.SIGKILL)
+            tree = psutil.Process(first.pid).children(recursive=True)
+            first.send_signal(signal.SIGKILL)  # the driver only: its JVM may linger
         first.wait(30)
-    assert committed, f"no commit before the kill; log:\n{log_path.read_text()[-3000:]}"
-    assert first.returncode == -signal.SIGKILL, "the first run ended before it was killed"
-    assert 0 < committed < 2000
+        assert committed, f"no commit before the kill; log:\n{log_path.read_text()[-3000:]}"
+        assert first.returncode == -signal.SIGKILL, "the first run ended before it was killed"
+        assert 0 < committed < 2000
+        assert any("java" in p.name() for p in tree), "the killed driver had no Spark JVM"
+        before = _data_files(s, table)
+        assert before and all(manifest == disk for manifest, disk, _ in before.values())
 
-    second = _ingest_process(namespace, topic, log_path)
-    assert second.wait(300) == 0, log_path.read_text()[-3000:]
+        second = _ingest_process(namespace, topic, log_path)
+        assert second.wait(300) == 0, log_path.read_text()[-3000:]
+        # The restart began only once the killed run's JVM was gone (the checkpoint lock).
+        assert not [p for p in tree if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
+    finally:
+        for process in tree:
+            with contextlib.suppress(psutil.Error):
+                process.kill()
+        psutil.wait_procs(tree, timeout=30)
 
     [[rows, coordinates, keys]] = _trino_rows(
         s,
@@ -351,3 +383,13 @@ def test_kill_9_mid_run_then_restart_lands_each_message_exactly_once(
     )
     assert (rows, coordinates, keys) == (2000, 2000, 2000)
     assert _trino_rows(s, f"SELECT count(*) FROM {namespace}.rejected_records") == [[0]]
+    after = _data_files(s, table)
+    assert {path: after.get(path) for path in before} == before  # not one byte rewritten
+    assert all(manifest == disk for manifest, disk, _ in after.values())
+
+    # The restart wrote into a folder of its own (``data/run-<id>/<partition>/``), apart
+    # from the killed run's.
+    def run_folders(paths: Iterable[Path]) -> set[str]:
+        return {next(part for part in path.parts if part.startswith("run-")) for path in paths}
+
+    assert len(run_folders(after.keys() - before.keys()) - run_folders(before)) == 1
