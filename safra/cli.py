@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import time
 from datetime import datetime
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -501,6 +502,35 @@ def rollback_cmd(
     _print_decision(report)
 
 
+@app.command("serve")
+def serve_cmd(
+    port: Annotated[int | None, typer.Option(help="default: SAFRA_SERVING_PORT")] = None,
+) -> None:
+    """The scoring API in the foreground (BentoML): serves @champion and follows it."""
+    from serving.server import serve_foreground
+
+    try:
+        serve_foreground(get_settings(), port)
+    except ValueError as exc:
+        _fail(exc)
+
+
+def _log_to_file(path: Path) -> Path:
+    """The INFO log goes to ``path``; the console keeps warnings and the progress display."""
+    import logging
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    root = logging.getLogger()
+    for handler in root.handlers:
+        handler.setLevel(logging.WARNING)
+    to_file = logging.FileHandler(path, encoding="utf-8")
+    to_file.setLevel(logging.INFO)
+    to_file.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root.addHandler(to_file)
+    logging.getLogger("feast").setLevel(logging.WARNING)
+    return path
+
+
 @app.command("demo")
 def demo_cmd(
     scenario: Annotated[
@@ -519,6 +549,8 @@ def demo_cmd(
         _fail(ValueError(f"unknown scale {scale!r}; known: {', '.join(SCALES)}"))
     s = get_settings()
     began = time.monotonic()
+    log_path = _log_to_file(s.logs_dir / "demo.log")
+    console.print(f"Safra demo ({scale}, drift scenario {scenario}); details in {log_path}")
 
     def on_stage(name: str, state: str, detail: str) -> None:
         elapsed = time.monotonic() - began
@@ -533,13 +565,9 @@ def demo_cmd(
         console.print(f"[bold red]demo stopped:[/] {type(exc).__name__}: {exc}")
         console.print(f"service logs: {s.logs_dir}; `safra stack status` shows the stack")
         raise typer.Exit(1) from exc
-    table = Table(
-        "figure", "value", title=f"Safra demo: {summary.scenario}, {summary.seconds:.0f} s"
-    )
-    for key, value in summary.figures.items():
-        if key in ("quality_reports",):
-            continue
-        table.add_row(key, value if isinstance(value, str) else json.dumps(value, default=str))
+    table = Table(title=f"Safra demo: {summary.scenario}", show_header=False)
+    for label, line in summary.headlines():
+        table.add_row(label, line)
     console.print(table)
     for name, url in summary.urls.items():
         console.print(f"  {name:<22} {url}")

@@ -196,6 +196,67 @@ class DemoSummary:
     def as_json(self) -> str:
         return json.dumps(asdict(self), indent=2, default=str)
 
+    def headlines(self) -> list[tuple[str, str]]:
+        """The figures worth a line each, for the closing table."""
+        f = self.figures
+        rows: list[tuple[str, str]] = []
+        first, retrain = f.get("first_training"), f.get("retraining")
+        if first:
+            rows.append(("first champion", _model_line(first)))
+        if "drift" in f:
+            d = f["drift"]
+            rows.append(
+                (
+                    "drift",
+                    f"{'detected' if d.get('drift') else 'not detected'}: "
+                    f"{d.get('drifted_share', 0):.0%} of columns drifted "
+                    f"(threshold {d.get('threshold', 0):.0%})",
+                )
+            )
+        if retrain:
+            rows.append(("challenger", _model_line(retrain)))
+        promotion = f.get("promotion")
+        if promotion:
+            best = (retrain or {}).get("best_achievable_auc")
+            champion_auc = promotion.get("champion_metrics", {}).get("roc_auc")
+            challenger_auc = promotion.get("challenger_metrics", {}).get("roc_auc")
+            if best and champion_auc and challenger_auc:
+                rows.append(
+                    (
+                        "AUC on the drifted holdout",
+                        f"old champion {champion_auc / best:.1%} of best, "
+                        f"challenger {challenger_auc / best:.1%} of best",
+                    )
+                )
+            rows.append(
+                (
+                    "promotion",
+                    f"{promotion['action']}: "
+                    f"v{promotion['champion_version_before']} → "
+                    f"v{promotion['champion_version_after']}; "
+                    + "; ".join(promotion.get("reasons", []))[:300],
+                )
+            )
+        if "load" in f:
+            load = f["load"]
+            rows.append(
+                (
+                    "load during the switch",
+                    f"{load['sent']} requests, {load['failed']} "
+                    f"failed, by version {load['versions']}",
+                )
+            )
+        if "loop_seconds" in f:
+            rows.append(
+                (
+                    "loop time",
+                    f"{f['loop_seconds']:.0f} s from the first drifted message "
+                    "to the new champion answering",
+                )
+            )
+        rows.append(("demo time", f"{self.seconds:.0f} s"))
+        return rows
+
 
 class Demo:
     """The story, stage by stage; ``on_stage(name, state, detail)`` drives a progress display."""
@@ -413,6 +474,14 @@ class Demo:
             "errors": dict(load.errors),
         }
         return load
+
+
+def _model_line(figures: dict[str, Any]) -> str:
+    return (
+        f"v{figures['version']} {figures['winner']}, AUC {figures['roc_auc']:.3f} "
+        f"({_pct(figures['auc_fraction_of_best'])} of the best achievable), "
+        f"{figures['train_rows']:,} training / {figures['valid_rows']:,} validation rows"
+    )
 
 
 def _pct(fraction: float | None) -> str:
