@@ -103,3 +103,12 @@ def test_invariance_name_and_tax_id_cannot_change_a_score(
         nome_razao_social="Outro Nome", cpf_cnpj="11144477735", proponente_id="outro", municipio="X"
     )
     np.testing.assert_array_equal(_prob(selection, renamed), _prob(selection, sample))
+
+
+def test_out_of_time_split_from_a_given_time() -> None:
+    frame = pd.DataFrame({"data_solicitacao": pd.date_range("2026-01-01", periods=10, freq="D")})
+    train, valid = out_of_time_split(frame, valid_from=pd.Timestamp("2026-01-08"))
+    assert len(train) == 7 and len(valid) == 3
+    assert train["data_solicitacao"].max() < valid["data_solicitacao"].min()
+    with pytest.raises(ValueError, match="no validation rows"):
+        out_of_time_split(frame, valid_from=pd.Timestamp("2027-01-01"))
