@@ -169,6 +169,21 @@ def _release(fd: int, me: LockHolder) -> None:
         os.close(fd)
 
 
+class HeldLocks:
+    """The checkpoint locks a run holds, and who it is (see :func:`checkpoint_locks`)."""
+
+    def __init__(self, holder: LockHolder) -> None:
+        self.holder = holder
+        self._fds: list[int] = []
+
+    def record_jvm(self, jvm_pid: int | None) -> None:
+        """Record this run's Spark JVM (known once Spark started), so that a run started after
+        this one is killed waits for that JVM too."""
+        self.holder = replace(self.holder, jvm_pid=jvm_pid, jvm_create_time=_create_time(jvm_pid))
+        for fd in self._fds:
+            _write(fd, self.holder)
+
+
 @contextlib.contextmanager
 def checkpoint_locks(
     checkpoints: Iterable[Path],
@@ -176,16 +191,17 @@ def checkpoint_locks(
     jvm_pid: int | None = None,
     *,
     jvm_grace_s: float = DEFAULT_JVM_GRACE_S,
-) -> Iterator[LockHolder]:
-    """Hold the lock of each checkpoint directory while inside; raise :class:`CheckpointInUse`
-    (naming the holder) when another live ingestion holds one. ``jvm_pid`` is this run's Spark
-    JVM, recorded so that a run started after this one is killed can wait for it."""
-    me = LockHolder.current(run_id, jvm_pid)
-    held: list[int] = []
+) -> Iterator[HeldLocks]:
+    """Hold the lock of each checkpoint directory while inside (all or none); raise
+    :class:`CheckpointInUse`, naming the holder, when another live ingestion holds one. A
+    previous holder that died without releasing is waited for until its Spark JVM is gone (at
+    most ``jvm_grace_s`` seconds). ``jvm_pid`` is this run's Spark JVM, if already started
+    (else call :meth:`HeldLocks.record_jvm` once it is)."""
+    held = HeldLocks(LockHolder.current(run_id, jvm_pid))
     try:
         for checkpoint in sorted(set(checkpoints)):
-            held.append(_acquire(checkpoint, me, jvm_grace_s))
-        yield me
+            held._fds.append(_acquire(checkpoint, held.holder, jvm_grace_s))
+        yield held
     finally:
-        for fd in reversed(held):
-            _release(fd, me)
+        for fd in reversed(held._fds):
+            _release(fd, held.holder)

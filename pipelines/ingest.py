@@ -547,24 +547,26 @@ def run_ingest(
     s = settings or get_settings()
     trigger_s = s.ingest_trigger_s if trigger_s is None else trigger_s
     stop = stop or threading.Event()
-    spark = spark or spark_session("safra-ingest", s)
     chosen = select_sources(s, topics)
-    # A source whose topic does not exist yet (nothing scored so far, say) fails Spark's offset
-    # lookup: create missing topics first, as the producer does.
-    ensure_topics(s, [c.topic for c in chosen])
     planned = {p.name: p for p in plan_queries(s, chosen, namespace, checkpoint_root)}
     tables = {p.table for p in planned.values()}
     run_id = new_run_id()
-
-    def start(name: str) -> StreamingQuery:
-        return _start(spark, s, planned[name], once, trigger_s, max_offsets_per_trigger)
-
     began = time.monotonic()
     progress = _Progress()
     queries: dict[str, StreamingQuery] = {}
     mode = "once (available now)" if once else f"every {trigger_s:g} s"
     checkpoints = [p.checkpoint for p in planned.values()]
-    with checkpoint_locks(checkpoints, run_id, driver_jvm_pid(spark), jvm_grace_s=jvm_grace_s):
+    # The locks first: a run refused (or waiting for a killed run's JVM) starts no Spark.
+    with checkpoint_locks(checkpoints, run_id, jvm_grace_s=jvm_grace_s) as locks:
+        spark = spark or spark_session("safra-ingest", s)
+        locks.record_jvm(driver_jvm_pid(spark))
+        # A source whose topic does not exist yet (nothing scored so far, say) fails Spark's
+        # offset lookup: create missing topics first, as the producer does.
+        ensure_topics(s, [c.topic for c in chosen])
+
+        def start(name: str) -> StreamingQuery:
+            return _start(spark, s, planned[name], once, trigger_s, max_offsets_per_trigger)
+
         _retrying("creating the bronze tables", lambda: ensure_bronze_tables(spark, s, namespace))
         _retrying(
             "giving the run its own data folders",

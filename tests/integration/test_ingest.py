@@ -23,8 +23,9 @@ import trino
 from confluent_kafka import Producer
 from confluent_kafka.admin import AdminClient, NewTopic
 
+from pipelines.checkpoint_lock import checkpoint_locks
 from pipelines.contracts import encode
-from pipelines.ingest import run_ingest
+from pipelines.ingest import plan_queries, run_ingest, select_sources
 from pipelines.lakehouse import iceberg_catalog, spark_session
 from pipelines.simulator import generate_applications, generate_outcomes
 from safra.settings import Settings
@@ -393,3 +394,24 @@ def test_kill_9_mid_run_then_restart_lands_each_message_exactly_once(
         return {next(part for part in path.parts if part.startswith("run-")) for path in paths}
 
     assert len(run_folders(after.keys() - before.keys()) - run_folders(before)) == 1
+
+
+def test_a_second_ingestion_on_the_same_checkpoints_is_refused_naming_the_first(
+    local_stack: Settings, namespace: str, tmp_path
+) -> None:
+    """Two runs on one checkpoint could both commit the same micro-batch: the second is refused
+    before it starts Spark, and told which process holds the checkpoint."""
+    topic = "it-ingest-never-created"
+    chosen = select_sources(local_stack, [f"applications={topic}"])
+    checkpoints = [q.checkpoint for q in plan_queries(local_stack, chosen, namespace)]
+    log_path = tmp_path / "ingest.log"
+    with checkpoint_locks(checkpoints, "holding-run"):
+        began = time.monotonic()
+        second = _ingest_process(namespace, topic, log_path)
+        assert second.wait(120) == 1
+        seconds = time.monotonic() - began
+    output = " ".join(log_path.read_text().split())  # rich wraps long lines
+    assert f"is in use by safra ingest pid {os.getpid()}, run holding-run" in output
+    assert "starting Spark" not in output
+    assert seconds < 60, seconds
+    assert not iceberg_catalog(local_stack).namespace_exists(namespace)  # nothing was created

@@ -77,7 +77,7 @@ def test_a_live_ingestion_holding_the_checkpoint_is_named_in_the_refusal(tmp_pat
         holder.wait(10)
     # kill -9 drops the lock with its holder: the next run proceeds and records itself.
     with checkpoint_locks([checkpoint], "run-c") as me:
-        assert me.pid == os.getpid()
+        assert me.holder.pid == os.getpid()
         assert _lock_file(checkpoint)["run_id"] == "run-c"
     assert _lock_file(checkpoint)["released"] is True
 
@@ -86,8 +86,9 @@ def test_a_run_after_a_killed_one_waits_for_its_jvm_to_exit(tmp_path: Path) -> N
     checkpoint = tmp_path / "bronze"
     jvm = _spawn_sleeper()  # stands in for the Spark JVM a kill -9'd driver leaves behind
     try:
-        with checkpoint_locks([checkpoint], "killed", jvm.pid):
-            pass
+        with checkpoint_locks([checkpoint], "killed") as locks:
+            locks.record_jvm(jvm.pid)  # once its Spark started
+            assert _lock_file(checkpoint)["jvm_pid"] == jvm.pid
         killed = _lock_file(checkpoint)
         # As if the driver had died holding the lock: a dead pid, never released.
         (checkpoint / LOCK_NAME).write_text(
