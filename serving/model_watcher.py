@@ -69,7 +69,24 @@ class ServingModel:
     loaded_at: str = field(default_factory=lambda: datetime.now(UTC).isoformat())
 
     def predict(self, inputs: pd.DataFrame) -> np.ndarray:
+        _one_openmp_thread()
         return predict_default_probability(self.model, inputs)
+
+
+_THREAD = threading.local()
+
+
+def _one_openmp_thread() -> None:
+    """Predict single-threaded: a request's batch is a few rows, and OpenMP's parallel regions
+    (scikit-learn's gradient boosting predicts with one) cost far more than they save there —
+    and much more on a busy machine, where the waiting threads compete for the cores. OpenMP's
+    thread count is per calling thread: set once in each thread that predicts."""
+    if getattr(_THREAD, "limited", False):
+        return
+    from threadpoolctl import threadpool_limits
+
+    threadpool_limits(limits=1, user_api="openmp")
+    _THREAD.limited = True
 
 
 def check_model(candidate: ServingModel) -> float:

@@ -340,6 +340,28 @@ def mlflow_spec(s: Settings) -> ServiceSpec:
     )  # fmt: skip
 
 
+# --- Scoring API ------------------------------------------------------------------------------
+
+
+def api_spec(s: Settings) -> ServiceSpec:
+    """The BentoML scoring API (``serving/``), serving ``models:/<model_name>@champion``.
+
+    Probed on ``/livez`` (alive), not ``/readyz``: with no champion yet it is alive but not
+    ready, and says so. Its worker imports BentoML, MLflow, Feast and scikit-learn: a slow start.
+    """
+    from serving.server import bentoml_command
+
+    try:
+        command = bentoml_command(s)
+    except ValueError as exc:
+        raise ProvisionError(f"api: {exc}") from exc
+    url = f"http://{s.bind_host}:{s.serving_port}"
+    return ServiceSpec(
+        "api", s.serving_port, command, cwd=Path.cwd(), ready=_http_ok(f"{url}/livez"),
+        ready_timeout_s=max(s.ready_timeout_s, 300), url=url,
+    )  # fmt: skip
+
+
 # --- Airflow ----------------------------------------------------------------------------------
 
 #: the pool that lets one lakehouse transform run at a time across DAGs (see dags/safra_tasks.py)
@@ -410,5 +432,6 @@ SPECS: dict[str, Callable[[Settings], ServiceSpec]] = {
     "iceberg-rest": iceberg_rest_spec,
     "trino": trino_spec,
     "mlflow": mlflow_spec,
+    "api": api_spec,
     "airflow": airflow_spec,
 }
