@@ -7,9 +7,11 @@ failed gate stops the run before the next layer: gold is never built on a silver
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -95,6 +97,49 @@ class TransformReport:
                 for layer, g in self.gates.items()
             },
         }
+
+
+LOCK_WAIT_S = 1800.0
+"""How long a transform waits for another one on the same schemas before giving up."""
+
+
+class TransformBusy(RuntimeError):
+    """Another transform of the same schemas held the lock for longer than the wait."""
+
+
+@contextlib.contextmanager
+def exclusive(settings: Settings, prefix: str, wait_s: float = LOCK_WAIT_S) -> Iterator[None]:
+    """One transform at a time per set of schemas (``prefix``) on this machine.
+
+    Two dbt runs merging the same tables collide (``..._dbt_tmp already exists``; Trino refuses
+    concurrent MERGEs into one table), so a second run — the silver and gold DAGs, the demo, a
+    hand-run `safra transform` — waits for the first (an advisory ``flock``, released by the
+    kernel even when the holder is killed). Across machines, Airflow's one-run-at-a-time is
+    what keeps them apart.
+    """
+    path = settings.data_dir / "locks" / f"transform-{prefix or 'main'}.lock"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("a+") as handle:
+        deadline = time.monotonic() + wait_s
+        waiting = False
+        while True:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if not waiting:
+                    log.info("another transform of these schemas is running: waiting (%s)", path)
+                    waiting = True
+                if time.monotonic() > deadline:
+                    raise TransformBusy(
+                        f"another transform held {path} for over {wait_s:g} s; is one stuck? "
+                        "(`fuser` on the file names its pid)"
+                    ) from None
+                time.sleep(1.0)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 class TransformFailed(RuntimeError):
@@ -205,6 +250,22 @@ def run_transform(
     bronze = bronze_schema or settings.bronze_schema
     run_gate = gate or _default_gate()
     layers = [layer for layer in LAYERS if layer in select_layers]
+    with exclusive(settings, prefix):
+        return _transform(
+            settings, layers, prefix, bronze, full_refresh, unit_tests, raise_on_failure, run_gate
+        )
+
+
+def _transform(
+    settings: Settings,
+    layers: list[str],
+    prefix: str,
+    bronze: str,
+    full_refresh: bool,
+    unit_tests: bool,
+    raise_on_failure: bool,
+    run_gate: Gate,
+) -> TransformReport:
     report = TransformReport(layers=layers, full_refresh=full_refresh)
     began = time.perf_counter()
     ensure_schemas(settings, [f"{prefix}{layer}" for layer in layers])

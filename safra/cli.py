@@ -226,13 +226,13 @@ def transform_cmd(
     ),
 ) -> None:
     """bronze → silver → quality gate → gold → quality gate (dbt on Trino, Great Expectations)."""
-    from pipelines.transform import LAYERS, TransformFailed, run_transform
+    from pipelines.transform import LAYERS, TransformBusy, TransformFailed, run_transform
 
     s = get_settings()
     try:
         report = run_transform(s, full_refresh=full_refresh, select_layers=layer or LAYERS,
                                raise_on_failure=False)  # fmt: skip
-    except (TransformFailed, ValueError) as exc:
+    except (TransformFailed, TransformBusy, ValueError) as exc:
         _fail(exc)
     table = Table("layer", "model", "rows in", "rows out", "seconds")
 

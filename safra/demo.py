@@ -363,7 +363,7 @@ class Demo:
             self._lakehouse("drift")
 
             with self.stage("drift check") as say:
-                drift = check_drift(s)
+                drift = check_drift(s, since=w.drift_start)  # the drift window, not the history
                 summary = drift.summary()
                 self.figures["drift"] = summary
                 say.append(
