@@ -40,6 +40,7 @@ def spark_conf(s: Settings) -> dict[str, str]:
         "spark.driver.host": s.bind_host,
         "spark.driver.bindAddress": s.bind_host,
         "spark.ui.enabled": "false",
+        "spark.ui.showConsoleProgress": "false",  # progress is the CLI's job
         "spark.jars.packages": ",".join(spark_packages(s)),
         "spark.jars.ivy": str(s.cache_dir / "ivy"),
         "spark.jars.ivySettings": str(
