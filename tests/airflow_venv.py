@@ -104,12 +104,13 @@ print("SAFRA_RESULT " + json.dumps({
 """
 
 #: run one DAG once with dag.test() (no retries: a failure shows at once) and print each task's
-#: state in the order the tasks ran, and the return values they pushed
+#: state in the order the tasks ran, the return values they pushed and the asset events emitted
 DAG_TEST = r"""
 import json, sys
 from pathlib import Path
 
 from airflow.dag_processing.dagbag import BundleDagBag
+from airflow.models.asset import AssetEvent, AssetModel
 from airflow.models.taskinstance import TaskInstance
 from airflow.models.xcom import XComModel
 from airflow.utils.session import create_session
@@ -140,8 +141,18 @@ with create_session() as session:
                                     XComModel.key == "return_value")
         ).all()
     }
+    events = [
+        {"asset": name, "task_id": e.source_task_id, "extra": e.extra}
+        for e, name in session.execute(
+            select(AssetEvent, AssetModel.name)
+            .join(AssetModel, AssetModel.id == AssetEvent.asset_id)
+            .where(AssetEvent.source_dag_id == dag_id, AssetEvent.source_run_id == run.run_id)
+        ).all()
+    ]
+
 print("SAFRA_RESULT " + json.dumps(
-    {"run_id": run.run_id, "state": str(run.state), "tasks": tasks, "xcoms": xcoms}, default=str
+    {"run_id": run.run_id, "state": str(run.state), "tasks": tasks, "xcoms": xcoms,
+     "asset_events": events}, default=str
 ))
 """
 
@@ -179,7 +190,9 @@ def run_airflow_script(
     )  # fmt: skip
     for line in reversed(proc.stdout.splitlines()):
         if line.startswith(RESULT_MARK):
-            return json.loads(line.removeprefix(RESULT_MARK))
+            result = json.loads(line.removeprefix(RESULT_MARK))
+            result["output_tail"] = (proc.stdout + proc.stderr)[-8000:]  # dag.test()'s task logs
+            return result
     raise AssertionError(
         f"the Airflow script exited with {proc.returncode} and no result; "
         f"stdout tail:\n{proc.stdout[-3000:]}\nstderr tail:\n{proc.stderr[-5000:]}"

@@ -1,0 +1,221 @@
+"""Each DAG run once with ``dag.test()`` against the real local stack, tasks succeeding in order;
+and ``safra stack up --with airflow`` serving the UI on 127.0.0.1, ``stack down airflow``
+stopping it and nothing else.
+
+dag.test() runs in Airflow's own venv with its own AIRFLOW_HOME (SQLite, migrated once here);
+the tasks run the real ``.venv/bin/safra`` commands in the repository. Training and drift use a
+model name of their own (``SAFRA_MODEL_NAME``), deleted at the end, so the shared registry's
+champion is never touched. Silver and gold are incremental over what the lakehouse already holds.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import socket
+import subprocess
+import time
+import urllib.request
+import uuid
+from pathlib import Path
+from typing import Any
+
+import psutil
+import pytest
+
+from safra import stack
+from safra.settings import Settings
+from tests.airflow_venv import (
+    DAG_TEST,
+    DAGS,
+    REPO,
+    airflow_cli,
+    airflow_environment,
+    require_airflow_venv,
+    run_airflow_script,
+)
+
+pytestmark = pytest.mark.stack
+
+SAFRA_BIN = REPO / ".venv" / "bin" / "safra"
+
+
+@pytest.fixture(scope="module")
+def model_name(local_stack: Settings) -> Any:
+    name = f"safra-dagtest-{uuid.uuid4().hex[:8]}"
+    yield name
+    from mlflow import MlflowClient
+
+    with contextlib.suppress(Exception):  # nothing registered when training failed
+        MlflowClient(local_stack.mlflow_tracking_uri).delete_registered_model(name)
+
+
+@pytest.fixture(scope="module")
+def airflow_env(
+    local_stack: Settings, model_name: str, tmp_path_factory: pytest.TempPathFactory
+) -> dict[str, str]:
+    require_airflow_venv()
+    env = airflow_environment(
+        tmp_path_factory.mktemp("airflow-home"),
+        SAFRA_BIN=str(SAFRA_BIN),
+        SAFRA_PROJECT_DIR=str(REPO),
+        SAFRA_MODEL_NAME=model_name,
+    )
+    airflow_cli(["db", "migrate"], env)
+    return env
+
+
+def run_dag(dag_id: str, env: dict[str, str], timeout: float = 900) -> dict[str, Any]:
+    return run_airflow_script(DAG_TEST, [str(DAGS), dag_id], env, timeout=timeout)
+
+
+def assert_ran_in_order(result: dict[str, Any], expected: list[tuple[str, str]]) -> None:
+    ran = [(t["task_id"], t["state"]) for t in result["tasks"]]
+    assert ran == expected, f"{ran}\n{result['output_tail']}"
+    finished = [t for t in result["tasks"] if t["state"] == "success"]
+    for before, after in zip(finished, finished[1:], strict=False):
+        assert before["end"] <= after["start"], (before, after)
+
+
+def _gate_report(settings: Settings, layer: str) -> Path:
+    return settings.reports_dir / "quality" / f"{layer}-latest.html"
+
+
+def test_lakehouse_silver_ingests_then_builds_silver(
+    airflow_env: dict[str, str], local_stack: Settings
+) -> None:
+    began = time.time()
+    result = run_dag("lakehouse_silver", airflow_env)
+    assert_ran_in_order(result, [("ingest_bronze", "success"), ("transform_silver", "success")])
+    assert result["state"] == "success"
+    assert _gate_report(local_stack, "silver").stat().st_mtime > began  # the gate ran
+
+
+def test_lakehouse_gold_builds_gold_then_materializes(
+    airflow_env: dict[str, str], local_stack: Settings
+) -> None:
+    began = time.time()
+    result = run_dag("lakehouse_gold", airflow_env)
+    assert_ran_in_order(
+        result, [("transform_gold", "success"), ("materialize_features", "success")]
+    )
+    assert result["state"] == "success"
+    assert _gate_report(local_stack, "gold").stat().st_mtime > began
+
+
+def test_model_retraining_trains_then_promotes(
+    airflow_env: dict[str, str], local_stack: Settings, model_name: str
+) -> None:
+    from mlflow import MlflowClient
+
+    result = run_dag("model_retraining", airflow_env, timeout=1800)
+    assert_ran_in_order(
+        result, [("train_challenger", "success"), ("promote_challenger", "success")]
+    )
+    # the DAG's model: its first challenger became champion (the first model always does)
+    client = MlflowClient(local_stack.mlflow_tracking_uri)
+    champion = client.get_model_version_by_alias(model_name, "champion")
+    challenger = client.get_model_version_by_alias(model_name, "challenger")
+    assert champion.version == challenger.version == "1"
+
+
+def test_drift_monitor_emits_the_retraining_asset_only_on_drift(
+    airflow_env: dict[str, str],
+) -> None:
+    """Runs after the retraining test: the DAG's model has a champion to check."""
+    result = run_dag("drift_monitor", airflow_env)
+    summary = result["xcoms"]["check_drift"]
+    drift = summary["drift"]
+    assert isinstance(drift, bool)
+    assert_ran_in_order(
+        result,
+        [
+            ("check_drift", "success"),
+            ("drift_detected", "success"),
+            ("request_retraining", "success" if drift else "skipped"),
+        ],
+    )
+    expected_events = (
+        [{"asset": "safra_model_drift", "task_id": "request_retraining",
+          "extra": {"drift_summary": summary}}]
+        if drift else []
+    )  # fmt: skip
+    assert result["asset_events"] == expected_events
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def test_stack_up_with_airflow_serves_the_ui_and_down_stops_only_airflow(
+    local_stack: Settings, tmp_path: Path
+) -> None:
+    """An Airflow of its own (own data folder and port, no other local service), so that the
+    shared stack, and an Airflow already running on it, are left alone."""
+    require_airflow_venv()
+    shared_before = {st.name: st.pid for st in stack.status(local_stack)}
+    port = _free_port()
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith("AIRFLOW")},
+        "SAFRA_DATA_DIR": str(tmp_path / "data"),
+        "SAFRA_STACK_SERVICES": "",
+        "SAFRA_AIRFLOW_PORT": str(port),
+    }
+
+    def safra(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [str(SAFRA_BIN), *args], env=env, cwd=REPO, capture_output=True, text=True,
+            timeout=600, check=False,
+        )  # fmt: skip
+
+    up = safra("stack", "up", "--with", "airflow")
+    group: list[psutil.Process] = []
+    try:
+        assert up.returncode == 0, up.stdout + up.stderr
+        assert "airflow" in up.stdout and "started" in up.stdout
+        pid = json.loads((tmp_path / "data" / "run" / "airflow.pid").read_text())["pid"]
+        leader = psutil.Process(pid)
+        group = [leader, *leader.children(recursive=True)]
+        commands = " ".join(" ".join(p.cmdline()) for p in group)
+        # the four components in one process group (the API server retitles its process)
+        for component in ("api_server", "scheduler", "dag-processor", "triggerer"):
+            assert component in commands, component
+        base = f"http://127.0.0.1:{port}"
+        with urllib.request.urlopen(f"{base}/api/v2/monitor/health", timeout=5) as resp:
+            health = json.loads(resp.read())
+        assert health["metadatabase"]["status"] == "healthy"
+        assert health["scheduler"]["status"] == "healthy"
+        with urllib.request.urlopen(f"{base}/", timeout=5) as resp:  # the UI
+            assert resp.status == 200
+            assert "<html" in resp.read().decode().lower()
+        # only 127.0.0.1 listens on the port
+        listeners = {
+            c.laddr.ip
+            for c in psutil.net_connections(kind="tcp")
+            if c.status == psutil.CONN_LISTEN and c.laddr.port == port
+        }
+        assert listeners == {"127.0.0.1"}
+        # the admin password is generated into the data folder, readable by its owner only
+        passwords = tmp_path / "data" / "airflow" / "simple_auth_manager_passwords.json.generated"
+        assert passwords.stat().st_mode & 0o077 == 0
+        password = json.loads(passwords.read_text())["admin"]
+        login = urllib.request.Request(
+            f"{base}/auth/token", method="POST", headers={"Content-Type": "application/json"},
+            data=json.dumps({"username": "admin", "password": password}).encode(),
+        )  # fmt: skip
+        with urllib.request.urlopen(login, timeout=10) as resp:
+            assert json.loads(resp.read())["access_token"]
+        assert password not in (tmp_path / "data" / "logs" / "airflow.log").read_text()
+    finally:
+        down = safra("stack", "down", "airflow")
+    assert down.returncode == 0, down.stdout + down.stderr
+    assert "stopped: airflow" in down.stdout
+    _gone, alive = psutil.wait_procs(group, timeout=30)
+    assert alive == []  # the whole process group is gone
+    with pytest.raises(OSError):
+        socket.create_connection(("127.0.0.1", port), timeout=1).close()
+    # the shared stack is as it was
+    assert {st.name: st.pid for st in stack.status(local_stack)} == shared_before
