@@ -156,11 +156,13 @@ def _process(command: list[str], env: dict[str, str], log: Path) -> Iterator[sub
             proc.wait(5)
 
 
-def _wait_http(url: str, timeout_s: float, log: Path) -> float:
+def _wait_http(url: str, timeout_s: float, log: Path, proc: subprocess.Popen) -> float:
     import httpx
 
     began = time.monotonic()
     while time.monotonic() - began < timeout_s:
+        if proc.poll() is not None:
+            raise RuntimeError(f"exited {proc.returncode}; log tail:\n{log.read_text()[-1500:]}")
         with contextlib.suppress(httpx.HTTPError):
             if httpx.get(url, timeout=2).status_code == 200:
                 return time.monotonic() - began
@@ -296,9 +298,9 @@ def main() -> None:
 
         port = _free_port()
         api_log = workdir / "api.log"
-        with _process(bentoml_command(settings, port), {**os.environ}, api_log):
+        with _process(bentoml_command(settings, port), {**os.environ}, api_log) as proc:
             result["api_start_s"] = round(
-                _wait_http(f"http://127.0.0.1:{port}/readyz", 300, api_log), 1
+                _wait_http(f"http://127.0.0.1:{port}/readyz", 300, api_log, proc), 1
             )
             url = f"http://127.0.0.1:{port}/v1/credit-score"
             headers = {"X-API-Key": api_key}
@@ -346,10 +348,15 @@ def main() -> None:
                 "--workers",
                 "1",
             ]
-            env = {**os.environ, "MLFLOW_TRACKING_URI": settings.mlflow_tracking_uri}
-            with _process(command, env, mlflow_log):
+            bin_dir = str(Path(sys.executable).parent)  # mlflow runs `uvicorn` from PATH
+            env = {
+                **os.environ,
+                "MLFLOW_TRACKING_URI": settings.mlflow_tracking_uri,
+                "PATH": os.pathsep.join([bin_dir, os.environ.get("PATH", "")]),
+            }
+            with _process(command, env, mlflow_log) as proc:
                 result["mlflow_serve_start_s"] = round(
-                    _wait_http(f"http://127.0.0.1:{port}/ping", 300, mlflow_log), 1
+                    _wait_http(f"http://127.0.0.1:{port}/ping", 300, mlflow_log, proc), 1
                 )
                 url = f"http://127.0.0.1:{port}/invocations"
                 asyncio.run(_open_loop_http(url, bodies, 20, 2, {}))  # warm-up
@@ -359,6 +366,9 @@ def main() -> None:
                     )
                     for rate in rates
                 }
+    except Exception as exc:  # noqa: BLE001 - report what was measured, and why it stopped
+        logger.exception("benchmark stopped")
+        result["error"] = f"{type(exc).__name__}: {exc}"[:3000]
     finally:
         result["machine"]["loadavg_after"] = os.getloadavg()
         with contextlib.suppress(Exception):

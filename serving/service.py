@@ -124,7 +124,7 @@ class CreditScoring:
     def __is_ready__(self) -> bool:
         reason = self.scorer.not_ready_reason()
         if reason is not None:
-            logger.info("not ready: %s", reason)
+            logger.debug("not ready: %s", reason)
         return reason is None
 
     def _authorized(self, request: Request) -> bool:
