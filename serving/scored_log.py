@@ -157,8 +157,7 @@ class ScoredRequestLog:
         self._stop.set()
         self._thread.join(timeout_s)
         if left:
-            self._producer.purge()
             logger.error("%d scored requests still undelivered at shutdown", left)
-            with self._lock:
-                self.failed += left
+            self._producer.purge()  # each purged message's report counts it as failed
+            self._producer.poll(0)
         self._producer.close()

@@ -453,7 +453,7 @@ def test_hot_swap_under_load_with_a_real_server(
 
     failed = [a for a in answers if a[1] != 200]
     assert not failed, failed[:5]
-    assert len(answers) > 20
+    assert len(answers) > 10
     first_v2 = next((t for t, _, v in answers if v == versions["v2"]), None)
     assert first_v2 is not None, "never switched to v2"
     switch_s = first_v2 - moved_at
