@@ -23,7 +23,7 @@ import logging
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 import pandas as pd
@@ -191,8 +191,15 @@ def build_training_set(
 ) -> TrainingSet:
     """The labelled training set (see the module docstring), oldest application first.
 
-    ValueError when the window holds no labelled application.
+    ``until`` defaults to ``settings.label_maturity_days`` before now: only applications whose
+    outcome had time to arrive, defaults included. ValueError when the window holds no labelled
+    application.
     """
+    if until is None and settings.label_maturity_days > 0:
+        # right-censored labels: a repayment is known after 60 days, a default only after 120 to
+        # 365, so recent applications with an outcome are mostly repaid ones; they would teach
+        # the model (and show the promotion holdout) a default rate far too low
+        until = datetime.now(UTC) - timedelta(days=settings.label_maturity_days)
     snapshots = current_snapshots(settings)
     sql = entity_sql(settings, snapshots, since, until)
     if _count(settings, sql) == 0:  # Feast's Trino store fails obscurely on no entity rows

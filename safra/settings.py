@@ -93,16 +93,25 @@ class Settings(BaseSettings):
     approve_below: float = Field(default=0.10, gt=0, lt=1, description="APPROVE below this")
     deny_above: float = Field(default=0.30, gt=0, lt=1, description="DENY above this")
     promotion_margin: float = Field(default=0.005, ge=0, description="F1 gain needed to promote")
+    label_maturity_days: int = Field(
+        default=365,
+        ge=0,
+        description="train only on applications at least this old: a younger one may still default",
+    )
 
     # Scoring API (BentoML)
     serving_port: int = 3000
     api_key: SecretStr = Field(default=SecretStr(""), description="key of the scoring API (.env)")
-    champion_poll_s: float = Field(default=5.0, gt=0, description="how often the API checks @champion")
+    champion_poll_s: float = Field(
+        default=5.0, gt=0, description="how often the API checks @champion"
+    )
 
     # Monitoring and orchestration
     # 0.1: two of ml.drift's 17 monitored columns; a bureau recalibration moves 3 (share 0.18),
     # baseline samples of >= 1,000 rows move none (measured: bench/drift_bench.py).
-    drift_share: float = Field(default=0.1, gt=0, le=1, description="drifted-column share that is drift")
+    drift_share: float = Field(
+        default=0.1, gt=0, le=1, description="drifted-column share that is drift"
+    )
     drift_sample_rows: int = 20_000
     airflow_port: int = 8088
     airflow_jwt_secret: SecretStr = Field(
@@ -180,8 +189,8 @@ class Settings(BaseSettings):
         key = self.api_key.get_secret_value()
         if len(key) < 16:
             raise ValueError(
-                "SAFRA_API_KEY is missing or shorter than 16 characters: it guards the scoring API. "
-                "Fix: `make env` (generates it into .env) or export SAFRA_API_KEY."
+                "SAFRA_API_KEY is missing or shorter than 16 characters: it guards the "
+                "scoring API. Fix: `make env` (generates it into .env) or export SAFRA_API_KEY."
             )
         return key
 

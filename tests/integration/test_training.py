@@ -97,6 +97,7 @@ def train_settings(local_stack: Settings, lake: TestLakehouse) -> Iterator[Setti
             "schema_prefix": lake.prefix,
             "feast_project": f"it_train_{uuid.uuid4().hex[:8]}",
             "model_name": f"it-train-{uuid.uuid4().hex[:8]}",
+            "label_maturity_days": 0,  # the test's outcomes are all known already
         }
     )
     run_features(s)
