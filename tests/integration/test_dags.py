@@ -113,17 +113,32 @@ def test_model_retraining_trains_then_promotes(
     assert_ran_in_order(
         result, [("train_challenger", "success"), ("promote_challenger", "success")]
     )
-    # the DAG's model: its first challenger became champion (the first model always does)
+    from ml.promote import promotion_log
+
+    # the DAG's own model: training registered version 1 as challenger, and the promotion
+    # decided about it (first champion, or refused when a guardrail breaks on today's data)
     client = MlflowClient(local_stack.mlflow_tracking_uri)
-    champion = client.get_model_version_by_alias(model_name, "champion")
-    challenger = client.get_model_version_by_alias(model_name, "challenger")
-    assert champion.version == challenger.version == "1"
+    assert client.get_model_version_by_alias(model_name, "challenger").version == "1"
+    log = promotion_log(local_stack, model_name)
+    assert len(log) == 1
+    decision = log.iloc[-1]
+    assert decision["challenger_version"] == "1"
+    assert decision["action"] in ("first-champion", "refused")
+    aliases = client.get_registered_model(model_name).aliases
+    expected = "1" if decision["action"] == "first-champion" else None
+    assert aliases.get("champion") == expected
 
 
 def test_drift_monitor_emits_the_retraining_asset_only_on_drift(
-    airflow_env: dict[str, str],
+    airflow_env: dict[str, str], local_stack: Settings, model_name: str
 ) -> None:
-    """Runs after the retraining test: the DAG's model has a champion to check."""
+    """Runs after the retraining test: the DAG's model has a version to check, made champion
+    here if the promotion refused it."""
+    from mlflow import MlflowClient
+
+    client = MlflowClient(local_stack.mlflow_tracking_uri)
+    if "champion" not in client.get_registered_model(model_name).aliases:
+        client.set_registered_model_alias(model_name, "champion", "1")
     result = run_dag("drift_monitor", airflow_env)
     summary = result["xcoms"]["check_drift"]
     drift = summary["drift"]
