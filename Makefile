@@ -7,22 +7,19 @@ UV_VERSION := 0.13.9
 STAMP := $(VENV)/.installed
 AIRFLOW_VENV := .venv-airflow
 AIRFLOW_STAMP := $(AIRFLOW_VENV)/.installed
-DEMO_COUNT ?= 20000
+DEMO_SCALE ?= full
 
 .PHONY: demo test install airflow env prereqs stack-up stack-down stack-status smoke test-unit \
         test-integration lint lock lock-airflow bench clean-data
 
-## demo: install everything, bring the local stack up, run the smoke flow and the data plane:
-## six months of simulated applications -> Kafka -> bronze -> silver/gold behind quality gates
-demo: install
-	$(BIN)/safra stack up
+## demo: install everything, bring the local stack (and Airflow) up, run the smoke flow, then the
+## whole loop (`safra demo`): history -> lakehouse -> features -> champion -> API -> drift ->
+## retraining -> promotion, the API switching versions under load
+demo: install airflow
+	$(BIN)/safra stack up --with airflow
 	$(BIN)/safra stack smoke
-	$(BIN)/safra produce --count $(DEMO_COUNT) --duplicates 50 --poison 5
-	$(BIN)/safra ingest --once
-	$(BIN)/safra transform
-	@echo "Stack is up: '$(BIN)/safra stack status' shows it; 'make stack-down' stops it."
-	@echo "Trino UI http://127.0.0.1:8080/ui/ (user safra), MLflow http://127.0.0.1:5000,"
-	@echo "quality reports in .safra/reports/quality/"
+	$(BIN)/safra demo --scale $(DEMO_SCALE)
+	@echo "The stack keeps running: '$(BIN)/safra stack status' shows it; 'make stack-down' stops it."
 
 ## test: install (Airflow too: the DAG tests run dag.test()), bring the stack up and run unit,
 ## integration and e2e tests

@@ -48,7 +48,7 @@ class Scale:
 
 SCALES: dict[str, Scale] = {
     "full": Scale(history=30_000, drift=15_000, sample_requests=300, load_rps=20.0),
-    "ci": Scale(history=6_000, drift=4_000, sample_requests=120, load_rps=10.0),
+    "ci": Scale(history=6_000, drift=6_000, sample_requests=120, load_rps=10.0),
 }
 
 
@@ -306,11 +306,12 @@ class Demo:
 
         with self.stage("history") as say:
             report = self._produce(
-                scale.history, self.seed, "baseline", w.history_start, w.drift_start
+                scale.history, self.seed, "baseline", w.history_start, w.drift_start, noise=50
             )
             say.append(
-                f"{report.applications:,} baseline applications, {report.outcomes:,} "
-                f"outcomes ({w.history_start:%Y-%m-%d} .. {w.drift_start:%Y-%m-%d})"
+                f"{report.applications:,} baseline applications (+{report.duplicates} duplicates, "
+                f"{report.poison} poison), {report.outcomes:,} outcomes "
+                f"({w.history_start:%Y-%m-%d} .. {w.drift_start:%Y-%m-%d})"
             )
         self._lakehouse("history")
 
@@ -369,11 +370,13 @@ class Demo:
                 say.append(
                     f"drift {'DETECTED' if drift.drift else 'not detected'}: "
                     f"{summary.get('drifted_share', 0):.0%} of columns "
-                    f"(threshold {s.drift_share:.0%}); report {summary.get('report')}"
+                    f"(threshold {s.drift_share:.0%}); report {summary.get('report_path')}"
                 )
 
-            with self.stage("retrain") as say:
-                trained = run_train(s)
+            with self.stage("retrain on the drift window") as say:
+                # on drift, learn the new world: train on the window since it began (the holdout is
+                # its newest labelled part, as always)
+                trained = run_train(s, since=w.drift_start)
                 self.figures["retraining"] = _train_figures(trained)
                 say.append(
                     f"challenger v{trained.version} {trained.winner}, AUC "
@@ -382,7 +385,7 @@ class Demo:
                 )
 
             with self.stage("promote under load") as say:
-                load = self._promote_under_load(client, drifted_requests, trained.version)
+                load = self._promote_under_load(client, drifted_requests)
                 decision = self.figures["promotion"]
                 loop_s = load.first_seen.get(str(decision["champion_version_after"]))
                 if decision["promoted"] and loop_s is not None:
@@ -405,18 +408,18 @@ class Demo:
 
     # --- steps ------------------------------------------------------------------------------
 
-    def _produce(self, count: int, seed: int, scenario: str, start: datetime, end: datetime):
+    def _produce(
+        self, count: int, seed: int, scenario: str, start: datetime, end: datetime, noise: int = 0
+    ) -> Any:
+        """``count`` applications of ``scenario`` in ``[start, end)`` with every outcome known;
+        ``noise``: that many duplicates and a tenth as many poison messages (bronze keeps the
+        poison aside in ``rejected_records``; silver drops the duplicates)."""
         from pipelines.producer import produce
 
         return produce(
-            self.s,
-            count,
-            seed,
-            scenario,
-            start=start,
-            end=end,
-            outcomes_until=self.windows.outcomes_until,
-        )
+            self.s, count, seed, scenario, start=start, end=end, duplicates=noise,
+            poison=noise // 10, outcomes_until=self.windows.outcomes_until,
+        )  # fmt: skip
 
     def _lakehouse(self, what: str) -> None:
         from ml.workflow import run_features
@@ -511,7 +514,7 @@ def urls(s: Settings) -> dict[str, str]:
         "MLflow registry": f"{mlflow}/#/models/{s.model_name}",
         "Evidently reports": str(s.reports_dir / "drift"),
         "data quality reports": str(s.reports_dir / "quality"),
-        "scoring API docs": f"{api}/docs",
+        "scoring API docs": f"{api}/v1/docs",
         "Trino UI": f"{s.trino_url}/ui/",
         "Airflow": f"http://{s.bind_host}:{s.airflow_port} (safra stack up --with airflow)",
     }
