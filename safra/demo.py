@@ -387,9 +387,10 @@ class Demo:
             with self.stage("promote under load") as say:
                 load = self._promote_under_load(client, drifted_requests)
                 decision = self.figures["promotion"]
-                loop_s = load.first_seen.get(str(decision["champion_version_after"]))
-                if decision["promoted"] and loop_s is not None:
-                    self.figures["loop_seconds"] = round(self._switched_at - loop_began, 1)
+                switched_at = load.first_seen_at.get(str(decision["champion_version_after"]))
+                if decision["promoted"] and switched_at is not None:
+                    # from the first drifted message produced to the new champion answering
+                    self.figures["loop_seconds"] = round(switched_at - loop_began, 1)
                 say.append(
                     f"{decision['action']}: champion v{decision['champion_version_before']}"
                     f" → v{decision['champion_version_after']}; load {load.sent} requests, "
