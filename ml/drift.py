@@ -212,7 +212,8 @@ def _comparable(
     reference: pd.DataFrame, current: pd.DataFrame, wanted: Sequence[str]
 ) -> tuple[list[str], list[str]]:
     """Of ``wanted``, the columns both frames hold with some values, and those left out."""
-    kept, left = [], []
+    kept: list[str] = []
+    left: list[str] = []
     for column in wanted:
         ok = (
             column in reference.columns
