@@ -18,6 +18,7 @@ import subprocess
 import time
 import urllib.request
 import uuid
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +40,7 @@ from tests.airflow_venv import (
 pytestmark = pytest.mark.stack
 
 SAFRA_BIN = REPO / ".venv" / "bin" / "safra"
+SEED_APPLICATIONS = 3_000
 
 
 @pytest.fixture(scope="module")
@@ -52,8 +54,26 @@ def model_name(local_stack: Settings) -> Any:
 
 
 @pytest.fixture(scope="module")
+def seeded(local_stack: Settings) -> int:
+    """Applications (with every outcome known) waiting in the main topics: the DAGs run on the
+    main tables, which a fresh stack has empty. A year old and more, so training may use them."""
+    from pipelines.producer import produce
+
+    now = datetime.now(UTC)
+    report = produce(
+        local_stack, SEED_APPLICATIONS, seed=uuid.uuid4().int % 100_000,
+        start=now - timedelta(days=900), end=now - timedelta(days=400), outcomes_until=now,
+    )  # fmt: skip
+    assert report.failed == 0
+    return report.applications
+
+
+@pytest.fixture(scope="module")
 def airflow_env(
-    local_stack: Settings, model_name: str, tmp_path_factory: pytest.TempPathFactory
+    local_stack: Settings,
+    model_name: str,
+    seeded: int,
+    tmp_path_factory: pytest.TempPathFactory,
 ) -> dict[str, str]:
     require_airflow_venv()
     env = airflow_environment(
