@@ -179,7 +179,8 @@ def test_train_promote_rollback(
     # the CLI: a refusal is a decision (exit 0, JSON on stdout); nothing to roll back is exit 1
     for key, value in (("SAFRA_SCHEMA_PREFIX", settings.schema_prefix),
                        ("SAFRA_FEAST_PROJECT", settings.feast_project),
-                       ("SAFRA_MODEL_NAME", name)):  # fmt: skip
+                       ("SAFRA_MODEL_NAME", name),
+                       ("SAFRA_LABEL_MATURITY_DAYS", "0")):  # fmt: skip
         monkeypatch.setenv(key, value)
     get_settings.cache_clear()
     try:
