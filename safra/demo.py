@@ -48,7 +48,7 @@ class Scale:
 
 SCALES: dict[str, Scale] = {
     "full": Scale(history=30_000, drift=15_000, sample_requests=300, load_rps=20.0),
-    "ci": Scale(history=6_000, drift=6_000, sample_requests=120, load_rps=10.0),
+    "ci": Scale(history=6_000, drift=10_000, sample_requests=120, load_rps=10.0),
 }
 
 
