@@ -12,6 +12,10 @@ missing) and prints:
 
     .venv/bin/python bench/loop_bench.py [--scale full|ci] [--scenario bureau_recalibration]
 
+On a fresh lakehouse (``SAFRA_DATA_DIR`` pointing at an empty folder, the stack stopped first)
+the first champion is the baseline model; on a lakehouse that already went round the loop the
+champion is already adapted to the drift and the challenger is usually refused.
+
 `make demo`'s wall time on a fresh machine is `bench/stack_bench.py --cold`'s business; on a warm
 one, time `make demo` itself.
 """
@@ -30,8 +34,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--scale", default="ci", choices=sorted(SCALES))
     parser.add_argument("--scenario", default="bureau_recalibration")
+    parser.add_argument("--seed", type=int, default=2026, help="the simulator's seed")
     args = parser.parse_args()
-    summary = Demo(get_settings(), SCALES[args.scale], args.scenario).run()
+    summary = Demo(get_settings(), SCALES[args.scale], args.scenario, seed=args.seed).run()
     f = summary.figures
     promotion, retraining = f["promotion"], f["retraining"]
     best = retraining["best_achievable_auc"]
