@@ -60,7 +60,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ml.features import model_inputs
+from ml.features import APPLICATION_NUMERIC, model_inputs
 from ml.registry import CHAMPION, experiment_id, load_version, tracking_client, version_by_alias
 from ml.registry import predict_default_probability as _predict
 from ml.train import REFERENCE_ARTIFACT
@@ -73,14 +73,7 @@ PREDICTION = "prob_default"
 """The predicted probability of default, as :mod:`ml.train` names it in the reference sample."""
 
 MONITORED_NUMERIC: tuple[str, ...] = (
-    "renda_bruta_anual_declarada",
-    "valor_solicitado_credito",
-    "prazo_meses",
-    "area_total_hectares",
-    "anos_experiencia",
-    "serasa_score",
-    "possui_experiencia_atividade",
-    "ibama_autuacoes_ativas",
+    *APPLICATION_NUMERIC,
     "serasa_score_ausente",
     "debt_to_income",
     "valor_por_hectare",
