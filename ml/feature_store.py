@@ -135,15 +135,33 @@ def feast_environment(settings: Settings) -> dict[str, str]:
 
 def feature_store(settings: Settings | None = None) -> FeatureStore:
     """The Feast store of ``settings`` (repo ``settings.feature_repo``, project
-    ``settings.feast_project``). Exports :func:`feast_environment` into this process first."""
+    ``settings.feast_project``), built with :func:`feast_environment` in the environment."""
     from feast import FeatureStore
 
     settings = settings or get_settings()
     repo = feature_repo_path(settings)
     registry_path(settings).parent.mkdir(parents=True, exist_ok=True)
-    with _ENV_LOCK:
-        os.environ.update(feast_environment(settings))
+    with _feast_environment(settings):
         return FeatureStore(repo_path=str(repo))
+
+
+@contextmanager
+def _feast_environment(settings: Settings) -> Iterator[None]:
+    """:func:`feast_environment` in this process while Feast reads it (``feature_store.yaml`` when
+    a store is built, the repo's modules when parsed), restored afterwards: the values are
+    ``SAFRA_*`` settings too, and must not leak into later settings or child processes."""
+    values = feast_environment(settings)
+    with _ENV_LOCK:
+        saved = {key: os.environ.get(key) for key in values}
+        os.environ.update(values)
+        try:
+            yield
+        finally:
+            for key, value in saved.items():
+                if value is None:
+                    os.environ.pop(key, None)
+                else:
+                    os.environ[key] = value
 
 
 @contextmanager
@@ -173,8 +191,7 @@ def repo_contents(settings: Settings | None = None) -> RepoContents:
 
     settings = settings or get_settings()
     repo = feature_repo_path(settings)
-    with _ENV_LOCK:
-        os.environ.update(feast_environment(settings))
+    with _feast_environment(settings):
         for name in _repo_module_names(repo):
             sys.modules.pop(name, None)  # re-read: the environment may differ from last time
         with _inside(repo):

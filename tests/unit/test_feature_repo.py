@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from datetime import UTC, datetime, timedelta
 
 import numpy as np
@@ -60,6 +61,16 @@ def test_the_gold_schema_follows_the_schema_prefix() -> None:
     prefixed = repo_contents(Settings(schema_prefix="it_x_", feast_project="unit"))
     tables = {v.batch_source.get_table_query_string() for v in prefixed.feature_views}
     assert "it_x_gold.proponente_features" in tables
+
+
+def test_feast_settings_do_not_leak_into_the_environment(monkeypatch) -> None:
+    """Feast reads its ``${VAR}`` values from the environment; they are ``SAFRA_*`` settings too,
+    so a leak would move every later ``safra`` command (a child process) to another schema."""
+    monkeypatch.delenv("SAFRA_FEAST_PROJECT", raising=False)
+    monkeypatch.setenv("SAFRA_SCHEMA_PREFIX", "outer_")
+    repo_contents(Settings(schema_prefix="it_y_", feast_project="unit"))
+    assert os.environ["SAFRA_SCHEMA_PREFIX"] == "outer_"
+    assert "SAFRA_FEAST_PROJECT" not in os.environ
 
 
 def test_the_model_service_lists_exactly_the_history_and_profile(contents) -> None:
