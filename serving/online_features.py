@@ -33,7 +33,11 @@ class OnlineHistory:
 
     def get(self, proponente_id: str) -> dict[str, Any] | None:
         """The applicant's online features (None: unknown applicant)."""
-        future = self._pool.submit(self._read, [proponente_id])
+        return self.get_many([proponente_id])[0]
+
+    def get_many(self, proponente_ids: Sequence[str]) -> list[dict[str, Any] | None]:
+        """The online features of each applicant, in order (None: unknown), in ONE read."""
+        future = self._pool.submit(self._read, list(proponente_ids))
         try:
             rows = future.result(timeout=self.timeout_s)
         except concurrent.futures.TimeoutError:
@@ -46,9 +50,11 @@ class OnlineHistory:
             raise FeaturesUnavailable(
                 f"the online feature store (Redis) cannot be read: {type(exc).__name__}: {exc}"
             ) from exc
-        if len(rows) != 1:
-            raise FeaturesUnavailable(f"the online store returned {len(rows)} rows for one id")
-        return rows[0]
+        if len(rows) != len(proponente_ids):
+            raise FeaturesUnavailable(
+                f"the online store returned {len(rows)} rows for {len(proponente_ids)} ids"
+            )
+        return rows
 
     def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)

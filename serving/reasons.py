@@ -109,13 +109,30 @@ def occlusion_batch(
     """One frame: the scored row (``inputs``, one row) then one occluded copy per usable driver."""
     if len(inputs) != 1:
         raise ValueError(f"occlusion explains one row at a time, got {len(inputs)}")
-    row = inputs.iloc[0].to_dict()
-    used = [d for d in drivers if _usable(d, row, reference)]
-    batch = inputs.iloc[[0] * (1 + len(used))].reset_index(drop=True)
-    for i, driver in enumerate(used, start=1):
-        for column in driver.inputs:
-            batch.iat[i, batch.columns.get_loc(column)] = reference[column]
-    return batch, used
+    frame, (used,) = occlusion_frame(inputs, reference, drivers)
+    return frame, used
+
+
+def occlusion_frame(
+    inputs: pd.DataFrame, reference: Mapping[str, Any], drivers: Sequence[Driver] = DRIVERS
+) -> tuple[pd.DataFrame, list[list[Driver]]]:
+    """The frames of :func:`occlusion_batch` of every row of ``inputs``, one after the other, for
+    ONE prediction of many requests; row ``i``'s block starts at ``sum(1 + len(used[j]), j < i)``
+    and holds the row, then its occluded copies in the order of ``used[i]``."""
+    rows = inputs.to_dict("records")
+    used = [[d for d in drivers if _usable(d, row, reference)] for row in rows]
+    positions = [i for i, u in enumerate(used) for _ in range(1 + len(u))]
+    frame = inputs.iloc[positions].reset_index(drop=True)
+    occluded: dict[str, list[int]] = {}
+    start = 0
+    for u in used:
+        for offset, driver in enumerate(u, start=start + 1):
+            for column in driver.inputs:
+                occluded.setdefault(column, []).append(offset)
+        start += 1 + len(u)
+    for column, at in occluded.items():  # one assignment per column, not per cell
+        frame.iloc[at, frame.columns.get_loc(column)] = reference[column]
+    return frame, used
 
 
 def _plain(value: Any) -> Any:

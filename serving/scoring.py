@@ -1,19 +1,22 @@
-"""Scoring one request: validate, read the applicant's features, predict, decide, explain, log.
+"""Scoring requests: validate, read the applicants' features, predict, decide, explain, log.
 
-Framework-free (the BentoML service in :mod:`serving.service` is a thin HTTP layer over it):
+Framework-free (the BentoML service in :mod:`serving.service` is a thin HTTP layer over it).
+Requests are scored in batches (one is a batch of one; the API coalesces those waiting):
 
-1. the body is validated (:func:`serving.contract.parse_request`; :class:`RequestError` → 422);
-2. the model serving now is taken ONCE (:attr:`ModelWatcher.current`); none → 503 saying why;
+1. each body is validated on arrival (:func:`serving.contract.parse_request`;
+   :class:`RequestError` → 422);
+2. the model serving now is taken ONCE per batch (:attr:`ModelWatcher.current`); none → 503
+   saying why;
 3. Kafka must be reachable (a scored request that cannot be logged is not answered) → else 503;
-4. the applicant's history and latest profile come from the online store
+4. the applicants' history and latest profile come from the online store in one read
    (:class:`~serving.online_features.OnlineHistory`; unavailable → 503, never a score from
    missing features). Unknown applicant: no history, scored on what the request gives, flagged;
 5. features through the one code path: :func:`ml.features.request_to_application` (short
    request, profile as defaults) and :func:`ml.features.model_inputs` with the ``hist_*``
-   columns merged in;
-6. ONE batched prediction: the row and its occluded copies (:mod:`serving.reasons`);
+   columns merged in, one frame for the batch;
+6. ONE prediction: every row and its occluded copies (:mod:`serving.reasons`);
 7. the decision from the configured thresholds (:func:`ml.evaluate.decide`);
-8. the answer, and the ``scored_request`` record queued to Kafka without waiting.
+8. the answers, and the ``scored_request`` records queued to Kafka without waiting.
 """
 
 from __future__ import annotations
@@ -22,16 +25,20 @@ import logging
 import math
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
+import numpy as np
 import pandas as pd
 
 from ml.evaluate import decide
 from ml.features import APPLICATION_FIELDS, KNOWN_FLAG, NUMERIC, model_inputs
 from serving.contract import (
     RequestError,
+    ShortRequest,
+    WholeApplication,
     application_fields,
     credit_score,
     finite_or_none,
@@ -40,7 +47,7 @@ from serving.contract import (
 )
 from serving.model_watcher import ModelWatcher, ServingModel
 from serving.online_features import FeaturesUnavailable, OnlineHistory
-from serving.reasons import main_reasons, occlusion_batch
+from serving.reasons import Driver, main_reasons, occlusion_frame
 
 logger = logging.getLogger(__name__)
 
@@ -49,7 +56,7 @@ UNKNOWN_APPLICANT_NOTE = (
     "proponente sem histórico no feature store: pontuado apenas com os dados da requisição"
 )
 
-__all__ = ["RequestError", "Scorer", "ServiceUnavailable"]
+__all__ = ["Parsed", "RequestError", "Scorer", "ServiceUnavailable"]
 
 
 class ServiceUnavailable(RuntimeError):
@@ -82,8 +89,27 @@ def split_online_row(
     return profile, history, stamp if isinstance(stamp, datetime) else None
 
 
+@dataclass(frozen=True)
+class Parsed:
+    """A valid request and when it arrived (its latency counts from here)."""
+
+    request: ShortRequest | WholeApplication
+    began: float = field(default_factory=time.perf_counter)
+    requested_at: datetime = field(default_factory=lambda: datetime.now(UTC))
+
+
+Outcome = dict[str, Any] | ServiceUnavailable
+"""What scoring a valid request gives: the answer, or why it cannot be scored now (503)."""
+
+
 class Scorer:
-    """Scores requests with the watcher's current model; see the module docstring."""
+    """Scores requests with the watcher's current model; see the module docstring.
+
+    :meth:`score` scores one body in the calling thread; :meth:`score_parsed` scores many
+    valid requests together (one online read, one frame, one prediction) — what the API's
+    :class:`~serving.batching.Coalescer` calls with the requests waiting. Both give the same
+    answer for the same request.
+    """
 
     def __init__(
         self,
@@ -106,39 +132,72 @@ class Scorer:
             reason = self.scored_log.unavailable()
         return reason
 
+    @staticmethod
+    def parse(body: Any) -> Parsed:
+        """``body`` validated; :class:`RequestError` (422) names each bad field."""
+        return Parsed(parse_request(body))
+
     def score(self, body: Any) -> dict[str, Any]:
         """The answer to ``body``; :class:`RequestError` (422) or :class:`ServiceUnavailable`."""
-        began = time.perf_counter()
-        requested_at = datetime.now(UTC)
-        request = parse_request(body)
-        serving = self.watcher.current  # taken once: a swap meanwhile does not affect us
+        (outcome,) = self.score_parsed([self.parse(body)])
+        if isinstance(outcome, ServiceUnavailable):
+            raise outcome
+        return outcome
+
+    def score_parsed(self, batch: Sequence[Parsed]) -> list[Outcome]:
+        """The outcome of each request of ``batch``, in order."""
+        serving = self.watcher.current  # taken once: a swap meanwhile does not affect the batch
         if serving is None:
-            raise ServiceUnavailable(self.watcher.not_ready_reason() or "no model loaded")
-        if self.scored_log is not None and (why := self.scored_log.unavailable()):
-            raise ServiceUnavailable(why)
-        applicant = proponente_id(request)
+            why = ServiceUnavailable(self.watcher.not_ready_reason() or "no model loaded")
+            return [why] * len(batch)
+        if self.scored_log is not None and (down := self.scored_log.unavailable()):
+            return [ServiceUnavailable(down)] * len(batch)
+        applicants = [proponente_id(p.request) for p in batch]
         try:
-            online = self.history.get(applicant)
+            online = self.history.get_many(applicants)
         except FeaturesUnavailable as exc:
-            raise ServiceUnavailable(str(exc)) from exc
-        profile, history, feature_ts = split_online_row(online)
-        application = application_fields(request, profile)
-        application.update(history)
-        inputs = model_inputs(pd.DataFrame([application]))
-        batch, drivers = occlusion_batch(inputs, serving.reference)
-        probabilities = serving.predict(batch)
+            return [ServiceUnavailable(str(exc))] * len(batch)
+        applications, stamps = [], []
+        for parsed, row in zip(batch, online, strict=True):
+            profile, history, feature_ts = split_online_row(row)
+            application = application_fields(parsed.request, profile)
+            application.update(history)
+            applications.append(application)
+            stamps.append(feature_ts)
+        inputs = model_inputs(pd.DataFrame(applications))
+        frame, used = occlusion_frame(inputs, serving.reference)
+        probabilities = np.asarray(serving.predict(frame), dtype=float)
+        outcomes: list[Outcome] = []
+        start = 0
+        for i, row in enumerate(inputs.to_dict("records")):
+            block = probabilities[start : start + 1 + len(used[i])]
+            start += len(block)
+            outcomes.append(
+                self._answer(batch[i], applicants[i], serving, block, used[i], row, stamps[i])
+            )
+        return outcomes
+
+    def _answer(
+        self,
+        parsed: Parsed,
+        applicant: str,
+        serving: ServingModel,
+        probabilities: np.ndarray,
+        drivers: list[Driver],
+        row: dict[str, Any],
+        feature_ts: datetime | None,
+    ) -> Outcome:
         probability = float(probabilities[0])
         if not math.isfinite(probability) or not 0.0 <= probability <= 1.0:
             logger.error("%s v%s gave p=%r", serving.name, serving.version, probability)
-            raise ServiceUnavailable(
+            return ServiceUnavailable(
                 f"model {serving.name} v{serving.version} gave no valid probability"
             )
         decision = decide(probability, self.approve_below, self.deny_above)
-        row = inputs.iloc[0].to_dict()
         known = bool(row[KNOWN_FLAG])
         reasons = main_reasons(probabilities, drivers, row, serving.reference, decision)
         request_id = str(uuid.uuid4())
-        latency_ms = (time.perf_counter() - began) * 1000.0
+        latency_ms = (time.perf_counter() - parsed.began) * 1000.0
         response: dict[str, Any] = {
             "id_requisicao": request_id,
             "id_proponente": applicant,
@@ -149,7 +208,7 @@ class Scorer:
             "model_name": serving.name,
             "model_version": serving.version,
             "proponente_conhecido": known,
-            "atualizacao_features": _freshness(feature_ts, requested_at),
+            "atualizacao_features": _freshness(feature_ts, parsed.requested_at),
             "limiares": {"approve_below": self.approve_below, "deny_above": self.deny_above},
             "latencia_ms": round(latency_ms, 3),
         }
@@ -160,7 +219,7 @@ class Scorer:
                 scored_record(
                     request_id,
                     applicant,
-                    requested_at,
+                    parsed.requested_at,
                     serving,
                     probability,
                     decision,

@@ -17,23 +17,24 @@ worker follows the alias), Feast store and Kafka producer.
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import json
 import logging
 from functools import cache
 from typing import Any
 
-import anyio.to_thread
 import bentoml
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
 from safra.settings import get_settings
+from serving.batching import Coalescer
 from serving.contract import RequestError
 from serving.model_watcher import ServingModel, registry_watcher
 from serving.online_features import OnlineHistory
 from serving.scored_log import ScoredRequestLog
-from serving.scoring import Scorer, ServiceUnavailable
+from serving.scoring import Outcome, Parsed, Scorer, ServiceUnavailable
 
 logger = logging.getLogger(__name__)
 
@@ -41,6 +42,8 @@ API_KEY_HEADER = "X-API-Key"
 ONLINE_READ_TIMEOUT_S = 1.0
 """Deadline of the online-store read; past it the answer is a 503."""
 REQUEST_TIMEOUT_S = 10
+MAX_BATCH = 64
+"""Most requests scored together (one frame of up to ~1,000 rows with the occluded copies)."""
 
 v1 = FastAPI(
     title="Safra credit scoring",
@@ -65,6 +68,11 @@ def _metrics() -> dict[str, Any]:
         "swaps": prom.Counter("safra_api_model_swaps", "Champion versions swapped in"),
         "failed_loads": prom.Counter(
             "safra_api_model_load_failures", "Versions that failed to load, warm or check"
+        ),
+        "batch": prom.Histogram(
+            "safra_api_batch_size",
+            "Requests scored together (one online read, one prediction)",
+            buckets=(1, 2, 4, 8, 16, 32, 64),
         ),
     }
 
@@ -110,6 +118,12 @@ class CreditScoring:
             settings.approve_below,
             settings.deny_above,
         )
+        # requests waiting while a batch is scored are scored together (serving.batching)
+        self.batcher = Coalescer(self._score_batch, max_batch=MAX_BATCH, name="scoring")
+
+    def _score_batch(self, batch: list[Parsed]) -> list[Outcome]:
+        _metrics()["batch"].observe(len(batch))
+        return self.scorer.score_parsed(batch)
 
     @bentoml.on_startup
     def _start_watching(self) -> None:
@@ -118,6 +132,7 @@ class CreditScoring:
     @bentoml.on_shutdown
     def _stop(self) -> None:
         self.watcher.stop()
+        self.batcher.close()
         self.history.close()
         self.scored_log.close()
 
@@ -142,14 +157,16 @@ class CreditScoring:
             problem = {"campo": "<body>", "motivo": f"invalid JSON: {exc}"}
             return _error(422, "invalid request", erros=[problem])
         try:
-            answer = await anyio.to_thread.run_sync(self.scorer.score, body)
+            parsed = self.scorer.parse(body)
         except RequestError as exc:
             return _error(422, "invalid request", erros=exc.errors)
-        except ServiceUnavailable as exc:
-            return _error(503, f"cannot score now: {exc}")
+        try:
+            answer = await asyncio.wrap_future(self.batcher.submit(parsed))
         except Exception:
             logger.exception("scoring failed")
             return _error(500, "internal error while scoring (logged)")
+        if isinstance(answer, ServiceUnavailable):
+            return _error(503, f"cannot score now: {answer}")
         _metrics()["scored"].labels(answer["decisao"]).inc()
         return JSONResponse(answer)
 
