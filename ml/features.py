@@ -151,26 +151,31 @@ REQUEST_DEFAULTS: Mapping[str, Any] = {
 type and purpose; everything else unknown (None, imputed inside the model), never invented."""
 
 
-def _numeric(df: pd.DataFrame, column: str) -> pd.Series:
+def _numeric(df: pd.DataFrame, column: str) -> np.ndarray:
+    """``column`` as float64 (every missing or unparsable value NaN); all NaN when absent."""
     if column not in df.columns:
-        return pd.Series(np.nan, index=df.index, dtype="float64")
+        return np.full(len(df), np.nan)
     values = df[column]
-    if values.dtype == object or str(values.dtype) == "boolean":
+    if values.dtype.kind in "fiub":  # numbers and bools (nullable ones too): no parsing
+        return values.to_numpy(dtype="float64", na_value=np.nan)
+    if values.dtype == object:
         values = values.map(lambda v: np.nan if v is None or v is pd.NA else v)
-    return pd.to_numeric(values, errors="coerce").astype("float64")
+    return pd.to_numeric(values, errors="coerce").to_numpy(dtype="float64", na_value=np.nan)
 
 
-def _categorical(df: pd.DataFrame, column: str) -> pd.Series:
+def _categorical(df: pd.DataFrame, column: str) -> list[str | None]:
     """``column`` as str, every missing value (None, NaN, NA) as None; all None when absent."""
     if column not in df.columns:
-        return pd.Series([None] * len(df), index=df.index, dtype=object)
-    values = [None if v is None or v is pd.NA or v != v else str(v) for v in df[column]]
-    return pd.Series(values, index=df.index, dtype=object)
+        return [None] * len(df)
+    return [None if v is None or v is pd.NA or v != v else str(v) for v in df[column]]
 
 
-def _safe_ratio(num: pd.Series, den: pd.Series) -> pd.Series:
-    out = num / den.where(den > 0)
-    return out.replace([np.inf, -np.inf], np.nan)
+def _safe_ratio(num: np.ndarray, den: np.ndarray) -> np.ndarray:
+    """``num / den``; NaN where ``den`` is not positive (or unknown) and where it overflows."""
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        out = num / np.where(den > 0, den, np.nan)
+    out[np.isinf(out)] = np.nan
+    return out
 
 
 def model_inputs(df: pd.DataFrame) -> pd.DataFrame:
@@ -183,50 +188,42 @@ def model_inputs(df: pd.DataFrame) -> pd.DataFrame:
     missing = [c for c in REQUIRED_FIELDS if c not in df.columns]
     if missing:
         raise ValueError(f"model_inputs needs columns {missing}; got {sorted(df.columns)}")
-    # Columns are gathered in a dict and framed once: one-row frames (serving) would otherwise
-    # pay pandas' per-insert overhead ~40 times.
-    out: dict[str, pd.Series] = {}
-    for column in APPLICATION_NUMERIC:
-        out[column] = _numeric(df, column)
+    # Computed on numpy arrays and framed once: pandas' fixed cost per Series operation would
+    # otherwise dominate the one-row frames of serving (~20 ms instead of ~2 ms).
+    out: dict[str, Any] = {column: _numeric(df, column) for column in APPLICATION_NUMERIC}
 
     income = out["renda_bruta_anual_declarada"]
     amount = out["valor_solicitado_credito"]
-    out["debt_to_income"] = amount / income.clip(lower=1.0)
-    out["log_valor_solicitado"] = np.log1p(amount.clip(lower=0.0))
-    out["log_renda_bruta_anual"] = np.log1p(income.clip(lower=0.0))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        out["debt_to_income"] = amount / np.clip(income, 1.0, None)
+        out["log_valor_solicitado"] = np.log1p(np.clip(amount, 0.0, None))
+        out["log_renda_bruta_anual"] = np.log1p(np.clip(income, 0.0, None))
     out["valor_por_hectare"] = _safe_ratio(amount, out["area_total_hectares"])
     installment = _safe_ratio(amount, out["prazo_meses"])
     out["parcela_sobre_renda_mensal"] = _safe_ratio(installment, income / 12.0)
-    out["serasa_score_ausente"] = out["serasa_score"].isna().astype("float64")
+    out["serasa_score_ausente"] = np.isnan(out["serasa_score"]).astype("float64")
 
     n_before = _numeric(df, "hist_n_solicitacoes")
-    known = n_before.notna() & (n_before > 0)
+    known = ~np.isnan(n_before) & (n_before > 0)
     out[KNOWN_FLAG] = known.astype("float64")
-    history = pd.DataFrame({c: _numeric(df, c) for c in HISTORY_NUMERIC_INPUTS}, index=df.index)
+    history = {c: _numeric(df, c) for c in HISTORY_NUMERIC_INPUTS}
     history["hist_taxa_inadimplencia"] = _safe_ratio(
         history["hist_inadimplencias_anteriores"], history["hist_desfechos_conhecidos"]
     )
     history["hist_valor_relativo"] = _safe_ratio(amount, history["hist_valor_medio"])
     for column in HISTORY_NUMERIC:
-        out[column] = history[column].where(known)
+        out[column] = np.where(known, history[column], np.nan)
 
     for column in APPLICATION_CATEGORICAL:
         out[column] = _categorical(df, column)
-    out["uf"] = pd.Series(
-        [v if v is None else v.strip().upper() for v in out["uf"]], index=df.index, dtype=object
-    )
-    out["regiao"] = pd.Series(
-        [REGION_BY_UF.get(v) if v is not None else None for v in out["uf"]],
-        index=df.index,
-        dtype=object,
-    )
+    out["uf"] = [v if v is None else v.strip().upper() for v in out["uf"]]
+    out["regiao"] = [REGION_BY_UF.get(v) if v is not None else None for v in out["uf"]]
     for column in HISTORY_CATEGORICAL:
-        values = _categorical(df, column)
-        out[column] = pd.Series(
-            [v if k else None for v, k in zip(values, known, strict=True)],
-            index=df.index,
-            dtype=object,
-        )
+        out[column] = [
+            v if k else None for v, k in zip(_categorical(df, column), known, strict=True)
+        ]
+    for column in CATEGORICAL:
+        out[column] = np.array(out[column], dtype=object)
     return pd.DataFrame({c: out[c] for c in FEATURE_COLUMNS}, index=df.index)
 
 
