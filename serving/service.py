@@ -12,7 +12,8 @@ Answers: 200; 401 missing or wrong API key; 422 invalid body, naming each field 
 503 no champion loaded / online store (Redis) or Kafka unreachable, saying which; never a trace.
 
 Each worker process builds its own service instance: its own :class:`ModelWatcher` (so every
-worker follows the alias), Feast store and Kafka producer.
+worker follows the alias), Feast store, Kafka producer and scoring thread: requests are validated
+on the event loop, then scored together with those waiting (:mod:`serving.batching`).
 """
 
 from __future__ import annotations
