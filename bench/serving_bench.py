@@ -7,7 +7,7 @@ Side by side, on the same machine and the same model version:
 
 - ``api``: the whole path — HTTP, API key, validation, Feast online read (Redis), features,
   one batched predict (score + occlusion reasons), decision, the Kafka log — through a real
-  ``bentoml serve`` process (one worker);
+  ``bentoml serve`` process (one worker); ``mean_batch_size``: requests scored together;
 - ``mlflow_serve``: ``mlflow models serve`` of the same version (``--env-manager local``), sent
   the model inputs precomputed (no feature read, no reasons): the model behind plain HTTP;
 - ``feast_online_read``: the direct Feast online read of one applicant (in this process).
@@ -136,6 +136,20 @@ def _open_loop_call(call: Callable[[int], Any], rate: float, seconds: float) -> 
             continue
         latencies.append((time.perf_counter() - due) * 1000.0)
     return _summary(latencies, errors, n, max(time.perf_counter() - start, seconds))
+
+
+def _batches(port: int) -> tuple[float, float]:
+    """(batches, requests in them) scored so far, from the API's ``safra_api_batch_size``."""
+    import urllib.request
+
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as answer:
+        text = answer.read().decode()
+    values = {"count": 0.0, "sum": 0.0}
+    for line in text.splitlines():
+        for key in values:
+            if line.startswith(f"safra_api_batch_size_{key}"):
+                values[key] += float(line.rsplit(" ", 1)[1])
+    return values["count"], values["sum"]
 
 
 @contextlib.contextmanager
@@ -310,12 +324,16 @@ def main() -> None:
                 decisions[answer["decisao"]] = decisions.get(answer["decisao"], 0) + 1
 
             asyncio.run(_open_loop_http(url, requests, 20, 2, headers))  # warm-up
-            result["api"] = {
-                str(int(rate)): asyncio.run(
+            result["api"] = {}
+            for rate in rates:
+                batches_before = _batches(port)
+                run = asyncio.run(
                     _open_loop_http(url, requests, rate, args.seconds, headers, count)
                 )
-                for rate in rates
-            }
+                after = _batches(port)
+                batches, scored = after[0] - batches_before[0], after[1] - batches_before[1]
+                run["mean_batch_size"] = round(scored / batches, 2) if batches else None
+                result["api"][str(int(rate))] = run
             result["api_decisions"] = decisions
 
         # mlflow models serve of the same version, sent precomputed model inputs
