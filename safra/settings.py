@@ -101,6 +101,9 @@ class Settings(BaseSettings):
 
     # Scoring API (BentoML)
     serving_port: int = 3000
+    serving_workers: int = Field(
+        default=2, ge=1, description="API worker processes (each loads the champion and follows it)"
+    )
     api_key: SecretStr = Field(default=SecretStr(""), description="key of the scoring API (.env)")
     champion_poll_s: float = Field(
         default=5.0, gt=0, description="how often the API checks @champion"

@@ -94,6 +94,9 @@ def _default_history_reader(settings: Any) -> Any:
 @bentoml.service(
     name="safra_credit_scoring",
     traffic={"timeout": REQUEST_TIMEOUT_S},
+    # read when `bentoml serve` imports this module (BentoML takes the worker count from the
+    # decorator): SAFRA_SERVING_WORKERS, 2 by default — one per core of the reference machine
+    workers=get_settings().serving_workers,
     http={"port": 3000},
 )
 @bentoml.asgi_app(v1, path="/v1")
