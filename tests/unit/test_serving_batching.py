@@ -7,21 +7,15 @@ from __future__ import annotations
 import threading
 import time
 from concurrent.futures import wait
-from datetime import datetime
 
-import numpy as np
 import pytest
-from sklearn.ensemble import HistGradientBoostingClassifier
 
-from ml.features import model_inputs
-from ml.train import build_pipeline
-from pipelines.simulator import applications_frame, generate_applications, generate_outcomes
 from serving.batching import Coalescer
 from serving.model_watcher import ModelWatcher, ServingModel
 from serving.online_features import OnlineHistory
 from serving.reasons import reference_values
 from serving.scoring import Scorer
-from tests.unit.test_serving_scoring import SHORT, Log
+from tests.unit.test_serving_scoring import SHORT, Log, small_real_pipeline
 
 
 def test_waiting_items_form_one_batch_and_answers_keep_their_order() -> None:
@@ -70,12 +64,7 @@ def test_a_handler_answering_the_wrong_number_of_results_fails_the_batch() -> No
 
 
 def test_a_batch_scores_as_the_requests_scored_one_by_one() -> None:
-    apps = generate_applications(
-        1_500, seed=9, start=datetime(2024, 1, 1), end=datetime(2024, 7, 1)
-    )
-    y = np.array([o["inadimplente"] for o in generate_outcomes(apps, seed=9)], dtype=int)
-    x = model_inputs(applications_frame(apps))
-    pipeline = build_pipeline(HistGradientBoostingClassifier(max_iter=20, random_state=0)).fit(x, y)
+    pipeline, x = small_real_pipeline()
     model = ServingModel("real", "3", pipeline, reference=reference_values(x))
     known = {"hist_n_solicitacoes": 4.0, "hist_valor_medio": 80_000.0, "serasa_score": 420,
              "hist_inadimplencias_anteriores": 2.0, "hist_desfechos_conhecidos": 3.0,

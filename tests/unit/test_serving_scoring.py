@@ -232,13 +232,19 @@ def test_reasons_are_the_drivers_that_move_the_probability() -> None:
     assert approve["motivos"][0]["efeito"] == pytest.approx(0.01 - 0.1)
 
 
-def test_reasons_with_a_real_pipeline() -> None:
+def small_real_pipeline() -> tuple[Any, pd.DataFrame]:
+    """A small gradient-boosting pipeline fitted on simulator data, and its training inputs."""
     apps = generate_applications(
         1_500, seed=9, start=datetime(2024, 1, 1), end=datetime(2024, 7, 1)
     )
     y = np.array([o["inadimplente"] for o in generate_outcomes(apps, seed=9)], dtype=int)
     x = model_inputs(applications_frame(apps))
     pipeline = build_pipeline(HistGradientBoostingClassifier(max_iter=20, random_state=0)).fit(x, y)
+    return pipeline, x
+
+
+def test_reasons_with_a_real_pipeline() -> None:
+    pipeline, x = small_real_pipeline()
     reference = reference_values(x)
     assert reference["uf"] in set(x["uf"]) and reference["serasa_score"] == float(
         np.median(x["serasa_score"].dropna())
