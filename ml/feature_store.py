@@ -33,7 +33,7 @@ import numpy as np
 import pandas as pd
 
 from ml.features import HISTORY_INPUTS
-from safra.settings import Settings, get_settings
+from safra.settings import Settings, get_settings, temporary_environment
 
 if TYPE_CHECKING:
     from feast import FeatureStore
@@ -150,18 +150,8 @@ def _feast_environment(settings: Settings) -> Iterator[None]:
     """:func:`feast_environment` in this process while Feast reads it (``feature_store.yaml`` when
     a store is built, the repo's modules when parsed), restored afterwards: the values are
     ``SAFRA_*`` settings too, and must not leak into later settings or child processes."""
-    values = feast_environment(settings)
-    with _ENV_LOCK:
-        saved = {key: os.environ.get(key) for key in values}
-        os.environ.update(values)
-        try:
-            yield
-        finally:
-            for key, value in saved.items():
-                if value is None:
-                    os.environ.pop(key, None)
-                else:
-                    os.environ[key] = value
+    with _ENV_LOCK, temporary_environment(feast_environment(settings)):
+        yield
 
 
 @contextmanager

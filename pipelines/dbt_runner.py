@@ -10,16 +10,14 @@ whatever dbt wrote to disk (compiled SQL, run results, manifest).
 from __future__ import annotations
 
 import logging
-import os
 import time
-from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pipelines
-from safra.settings import Settings
+from safra.settings import Settings, temporary_environment
 
 log = logging.getLogger(__name__)
 
@@ -89,20 +87,6 @@ def dbt_environment(
 def dbt_work_dir(settings: Settings) -> Path:
     """Where dbt's target folder and logs live (outside the repository)."""
     return settings.data_dir / "dbt"
-
-
-@contextmanager
-def _environment(values: Mapping[str, str]) -> Iterator[None]:
-    saved = {k: os.environ.get(k) for k in values}
-    os.environ.update(values)
-    try:
-        yield
-    finally:
-        for key, old in saved.items():
-            if old is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = old
 
 
 def _node_result(result: Any) -> NodeResult:
@@ -191,7 +175,7 @@ def run_dbt(
     began = time.perf_counter()
     log.info("dbt %s", " ".join(args))
     try:
-        with _environment(env):
+        with temporary_environment(env):
             outcome = dbtRunner(callbacks=[_log_event]).invoke(full_args)
     finally:
         scrub_secret(work, env["SAFRA_PSEUDONYM_KEY"])

@@ -8,6 +8,9 @@ so that ``safra stack up`` starts nothing locally.
 
 from __future__ import annotations
 
+import os
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from functools import lru_cache
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
@@ -221,3 +224,20 @@ def redact(url: str) -> str:
 def get_settings() -> Settings:
     """The process-wide settings, built on first use (never at import time)."""
     return Settings()
+
+
+@contextmanager
+def temporary_environment(values: Mapping[str, str]) -> Iterator[None]:
+    """``values`` in ``os.environ`` for the block, the previous values (or their absence) restored
+    afterwards: for libraries that read their configuration from the environment (dbt, Feast),
+    without leaking ``SAFRA_*`` values into later settings or child processes."""
+    saved = {key: os.environ.get(key) for key in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for key, old in saved.items():
+            if old is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = old

@@ -100,7 +100,7 @@ def test_the_model_service_lists_exactly_the_history_and_profile(contents) -> No
 def test_feast_environment_comes_from_settings(tmp_path) -> None:
     s = Settings(
         data_dir=tmp_path, feast_project="p1", trino_host="trino.example", trino_port=8443,
-        redis_url="redis://:s3cret@redis.example:6380/2", schema_prefix="pre_",
+        redis_url="redis://:not-a-real-pw@redis.example:6380/2", schema_prefix="pre_",
     )  # fmt: skip
     env = feast_environment(s)
     assert env["SAFRA_FEAST_PROJECT"] == "p1"
@@ -108,7 +108,7 @@ def test_feast_environment_comes_from_settings(tmp_path) -> None:
     assert env["SAFRA_FEAST_TRINO_HOST"] == "trino.example"
     assert env["SAFRA_FEAST_TRINO_PORT"] == "8443"
     assert env["SAFRA_FEAST_TRINO_CATALOG"] == "iceberg"
-    assert env["SAFRA_FEAST_REDIS"] == "redis.example:6380,password=s3cret,db=2"
+    assert env["SAFRA_FEAST_REDIS"] == "redis.example:6380,password=not-a-real-pw,db=2"
     assert env["SAFRA_SCHEMA_PREFIX"] == "pre_"
 
 
