@@ -114,12 +114,16 @@ def occlusion_batch(
 
 
 def occlusion_frame(
-    inputs: pd.DataFrame, reference: Mapping[str, Any], drivers: Sequence[Driver] = DRIVERS
+    inputs: pd.DataFrame,
+    reference: Mapping[str, Any],
+    drivers: Sequence[Driver] = DRIVERS,
+    rows: Sequence[Mapping[str, Any]] | None = None,
 ) -> tuple[pd.DataFrame, list[list[Driver]]]:
     """The frames of :func:`occlusion_batch` of every row of ``inputs``, one after the other, for
     ONE prediction of many requests; row ``i``'s block starts at ``sum(1 + len(used[j]), j < i)``
     and holds the row, then its occluded copies in the order of ``used[i]``."""
-    rows = inputs.to_dict("records")
+    if rows is None:  # ``rows``: ``inputs.to_dict("records")`` when the caller already has it
+        rows = inputs.to_dict("records")
     used = [[d for d in drivers if _usable(d, row, reference)] for row in rows]
     positions = [i for i, u in enumerate(used) for _ in range(1 + len(u))]
     frame = inputs.iloc[positions].reset_index(drop=True)

@@ -165,11 +165,12 @@ class Scorer:
             applications.append(application)
             stamps.append(feature_ts)
         inputs = model_inputs(pd.DataFrame(applications))
-        frame, used = occlusion_frame(inputs, serving.reference)
+        rows = inputs.to_dict("records")
+        frame, used = occlusion_frame(inputs, serving.reference, rows=rows)
         probabilities = np.asarray(serving.predict(frame), dtype=float)
         outcomes: list[Outcome] = []
         start = 0
-        for i, row in enumerate(inputs.to_dict("records")):
+        for i, row in enumerate(rows):
             block = probabilities[start : start + 1 + len(used[i])]
             start += len(block)
             outcomes.append(
