@@ -22,9 +22,9 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from pipelines import bronze
-from pipelines.lakehouse import iceberg_catalog
 from pipelines.simulator import generate_applications, generate_outcomes, live_applications
 from pipelines.transform import TransformReport, run_transform
+from safra.lakehouse import iceberg_catalog
 from safra.settings import Settings, get_settings
 
 log = logging.getLogger("dbt_bench")

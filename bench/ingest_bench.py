@@ -33,10 +33,10 @@ import trino
 from confluent_kafka import Producer
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from pipelines.contracts import encode
 from pipelines.ingest import run_ingest
-from pipelines.lakehouse import iceberg_catalog, spark_session
 from pipelines.simulator import generate_applications
+from safra.contracts import encode
+from safra.lakehouse import iceberg_catalog, spark_session
 from safra.settings import Settings, get_settings
 
 HEADERS = [("schema.subject", b"application"), ("schema.version", b"2")]

@@ -1,6 +1,6 @@
 """The loop's figures (JSON): loop time, model quality before and after the drift, demo time.
 
-Runs `safra demo`'s story (safra.demo.Demo) on the running local stack (it starts what is
+Runs `safra demo`'s story (commands.demo.Demo) on the running local stack (it starts what is
 missing) and prints:
 
 - ``loop_seconds``: from the first drifted message produced to the new champion answering
@@ -26,7 +26,7 @@ import argparse
 import json
 import os
 
-from safra.demo import SCALES, Demo
+from commands.demo import SCALES, Demo
 from safra.settings import get_settings
 
 

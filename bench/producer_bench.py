@@ -28,9 +28,9 @@ from typing import Any
 import fastavro
 from confluent_kafka.admin import AdminClient
 
-from pipelines import contracts
 from pipelines.producer import PRODUCER_CONFIG, AvroEncoder, produce
 from pipelines.simulator import generate_applications
+from safra import contracts
 from safra.settings import get_settings
 
 GOAL_MSGS_PER_S = 50_000

@@ -64,6 +64,7 @@ from ml.features import APPLICATION_NUMERIC, model_inputs
 from ml.registry import CHAMPION, experiment_id, load_version, tracking_client, version_by_alias
 from ml.registry import predict_default_probability as _predict
 from ml.train import REFERENCE_ARTIFACT
+from safra.lakehouse import trino_cursor
 from safra.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -383,30 +384,18 @@ def current_inputs(df: pd.DataFrame, model: Any | None) -> pd.DataFrame:
     return x
 
 
-def _trino(settings: Settings) -> Any:
-    import trino
-
-    return trino.dbapi.connect(
-        host=settings.trino_host, port=settings.trino_port, user=settings.trino_user,
-        catalog=settings.iceberg_catalog,
-    )  # fmt: skip
-
-
 def _query(settings: Settings, sql: str, params: list[Any]) -> pd.DataFrame:
     import trino
 
-    conn = _trino(settings)
     try:
-        cur = conn.cursor()
-        cur.execute(sql, params)
-        rows = cur.fetchall()
-        names = [d[0] for d in cur.description]
+        with trino_cursor(settings, "safra-drift") as cur:
+            cur.execute(sql, params)
+            rows = cur.fetchall()
+            names = [d[0] for d in cur.description]
     except trino.exceptions.TrinoQueryError as exc:
         raise DriftError(f"Trino query failed ({exc.error_name}): {exc.message}") from exc
     except (OSError, trino.exceptions.TrinoConnectionError) as exc:
         raise DriftError(f"cannot reach Trino at {settings.trino_url}: {exc}") from exc
-    finally:
-        conn.close()
     return pd.DataFrame(rows, columns=names)
 
 

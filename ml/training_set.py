@@ -24,7 +24,7 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import pandas as pd
 import trino
@@ -32,6 +32,7 @@ import trino
 from ml.feature_store import FEATURE_SERVICE, HISTORY_VIEW, history_columns
 from ml.features import HISTORY_INPUTS
 from ml.train import LABEL
+from safra.lakehouse import trino_connection
 from safra.settings import Settings
 
 if TYPE_CHECKING:
@@ -95,16 +96,6 @@ def scenario_of(origem_dados: str) -> str:
     return scenario or "baseline"
 
 
-def trino_connection(settings: Settings) -> Any:
-    return trino.dbapi.connect(
-        host=settings.trino_host,
-        port=settings.trino_port,
-        user=settings.trino_user,
-        catalog=settings.iceberg_catalog,
-        source="safra-training-set",
-    )
-
-
 def table_name(settings: Settings, layer: str, table: str) -> str:
     """``catalog."<prefix><layer>".table``."""
     return f'{settings.iceberg_catalog}."{settings.schema_prefix}{layer}".{table}'
@@ -116,7 +107,7 @@ def current_snapshots(settings: Settings) -> dict[str, int]:
     ValueError naming the table when one is missing or has no snapshot (nothing loaded yet).
     """
     out: dict[str, int] = {}
-    conn = trino_connection(settings)
+    conn = trino_connection(settings, "safra-training-set")
     try:
         cur = conn.cursor()
         for name, (layer, table) in SOURCE_TABLES.items():
@@ -174,7 +165,7 @@ def entity_sql(
 
 
 def _count(settings: Settings, sql: str) -> int:
-    conn = trino_connection(settings)
+    conn = trino_connection(settings, "safra-training-set")
     try:
         cur = conn.cursor()
         cur.execute(f"SELECT count(*) FROM ({sql})")

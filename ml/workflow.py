@@ -30,7 +30,8 @@ from ml.feature_store import apply_repo, feature_store
 from ml.promote import PromotionDecision, promote_if_better, rollback
 from ml.registry import CHALLENGER, CHAMPION, tracking_client, version_by_alias
 from ml.train import LABEL, out_of_time_split, train_and_register
-from ml.training_set import TrainingSet, build_training_set, scenario_of, trino_connection
+from ml.training_set import TrainingSet, build_training_set, scenario_of
+from safra.lakehouse import trino_connection
 from safra.settings import Settings
 
 logger = logging.getLogger(__name__)

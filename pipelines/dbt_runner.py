@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pipelines
+from safra.lakehouse import trino_cursor
 from safra.settings import Settings, temporary_environment
 
 log = logging.getLogger(__name__)
@@ -203,16 +204,7 @@ def ensure_schemas(settings: Settings, schemas: Sequence[str]) -> None:
     dbt creates missing schemas from several threads at once; the local Iceberg REST catalog
     keeps its state in SQLite, where concurrent namespace writes can fail (SQLITE_BUSY).
     """
-    import trino
-
-    conn = trino.dbapi.connect(
-        host=settings.trino_host, port=settings.trino_port, user=settings.trino_user,
-        catalog=settings.iceberg_catalog,
-    )  # fmt: skip
-    try:
-        cur = conn.cursor()
+    with trino_cursor(settings, "safra-dbt") as cur:
         for schema in schemas:
             cur.execute(f'create schema if not exists "{schema}"')
             cur.fetchall()
-    finally:
-        conn.close()

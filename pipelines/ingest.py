@@ -44,7 +44,14 @@ from typing import TYPE_CHECKING, TypeVar
 
 from pipelines.bronze import NAMESPACE, ensure_bronze_tables
 from pipelines.checkpoint_lock import DEFAULT_JVM_GRACE_S, checkpoint_locks
-from pipelines.contracts import LATEST, VERSIONS, schema_text, schema_without_logical_types
+from safra.contracts import (
+    HEADER_SUBJECT,
+    HEADER_VERSION,
+    LATEST,
+    VERSIONS,
+    schema_text,
+    schema_without_logical_types,
+)
 from safra.settings import Settings, get_settings
 
 if TYPE_CHECKING:
@@ -55,8 +62,6 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 REJECTED_TABLE = "rejected_records"
-VERSION_HEADER = "schema.version"
-SUBJECT_HEADER = "schema.subject"
 #: Upper bound of Kafka records per micro-batch (per query), so a large backlog drains in
 #: several commits instead of one huge batch.
 DEFAULT_MAX_OFFSETS_PER_TRIGGER = 500_000
@@ -187,8 +192,8 @@ def decoded_stream(raw: DataFrame, subject: str) -> DataFrame:
         "partition",
         "offset",
         "timestamp",
-        _header(VERSION_HEADER).alias("version"),
-        _header(SUBJECT_HEADER).alias("subject"),
+        _header(HEADER_VERSION).alias("version"),
+        _header(HEADER_SUBJECT).alias("subject"),
     )
     subject_ok = F.col("subject").isNull() | (F.col("subject") == F.lit(subject))
     # One from_avro per known version, evaluated only on the rows written with it; a separate
@@ -204,7 +209,7 @@ def decoded_stream(raw: DataFrame, subject: str) -> DataFrame:
         ),
     )
     error = (
-        F.when(F.col("version").isNull(), F.lit(f"missing {VERSION_HEADER} header"))
+        F.when(F.col("version").isNull(), F.lit(f"missing {HEADER_VERSION} header"))
         .when(
             ~F.col("version").isin([str(v) for v in versions]),
             F.format_string(
@@ -214,7 +219,7 @@ def decoded_stream(raw: DataFrame, subject: str) -> DataFrame:
         .when(
             ~subject_ok,
             F.format_string(
-                f"{SUBJECT_HEADER} '%s' does not belong on this topic (expects '{subject}')",
+                f"{HEADER_SUBJECT} '%s' does not belong on this topic (expects '{subject}')",
                 "subject",
             ),
         )
@@ -407,7 +412,7 @@ def _use_run_data_folders(
 ) -> None:
     """Point each table's ``write.data.path`` at this run's own folder (see the module doc):
     no file this run writes can have the path of a file an earlier run wrote."""
-    from pipelines.lakehouse import iceberg_catalog
+    from safra.lakehouse import iceberg_catalog
 
     catalog = iceberg_catalog(settings)
     for table in sorted(tables):
@@ -421,7 +426,7 @@ def _use_run_data_folders(
 
 
 def _snapshot_ids(settings: Settings, tables: set[str]) -> dict[str, set[int]]:
-    from pipelines.lakehouse import iceberg_catalog
+    from safra.lakehouse import iceberg_catalog
 
     catalog = iceberg_catalog(settings)
     return {t: {s.snapshot_id for s in catalog.load_table(t).snapshots()} for t in tables}
@@ -432,7 +437,7 @@ def _added_rows(
 ) -> dict[str, int]:
     """Rows per query name, summed from the ``added-records`` of the snapshots each query
     committed since ``before`` (Iceberg's sink tags them with the streaming query id)."""
-    from pipelines.lakehouse import iceberg_catalog
+    from safra.lakehouse import iceberg_catalog
 
     catalog = iceberg_catalog(settings)
     by_id = {query_id: name for name, query_id in query_ids.items()}
@@ -541,8 +546,8 @@ def run_ingest(
     one of the checkpoints, or when the JVM of a killed one is still alive after
     ``jvm_grace_s`` seconds.
     """
-    from pipelines.lakehouse import driver_jvm_pid, spark_session
-    from pipelines.producer import ensure_topics
+    from pipelines.topics import ensure_topics
+    from safra.lakehouse import driver_jvm_pid, spark_session
 
     s = settings or get_settings()
     trigger_s = s.ingest_trigger_s if trigger_s is None else trigger_s

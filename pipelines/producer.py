@@ -1,6 +1,6 @@
 """The Kafka producer of the simulator's events: applications, then their outcomes.
 
-Values are schemaless Avro (:mod:`pipelines.contracts`); the writer's schema identity travels in
+Values are schemaless Avro (:mod:`safra.contracts`); the writer's schema identity travels in
 the headers ``schema.subject`` (``application``, ``outcome``) and ``schema.version`` (``"2"``),
 since no schema registry runs here: ingestion branches on the header. The key is the application
 id (``id_solicitacao``), for applications and for their outcomes alike, so an application, its
@@ -40,19 +40,17 @@ from typing import Any
 
 import fastavro
 import numpy as np
-from confluent_kafka import KafkaError, KafkaException, Producer
-from confluent_kafka.admin import AdminClient, NewTopic
+from confluent_kafka import KafkaError, Producer
 
-from pipelines import contracts
 from pipelines.simulator import generate_applications, generate_outcomes, live_applications
+from pipelines.topics import ensure_topics
+from safra import contracts
 from safra.settings import Settings
 
 logger = logging.getLogger(__name__)
 
 APPLICATION = "application"
 OUTCOME = "outcome"
-HEADER_SUBJECT = "schema.subject"
-HEADER_VERSION = "schema.version"
 
 DEFAULT_BACKFILL_DAYS = 183
 """The default backfill window: this many days before today (00:00 UTC), about six months."""
@@ -75,9 +73,6 @@ PRODUCER_CONFIG: dict[str, Any] = {
     "queue.buffering.max.kbytes": 512 * 1024,
 }
 """librdkafka settings of :func:`make_producer`; ``produce(config=...)`` overrides them."""
-
-Headers = list[tuple[str, str | bytes | None]]
-"""Kafka headers, as confluent-kafka takes them."""
 
 _PLAN_STREAM = 100
 """Seed stream of the duplicates' and poison's positions (the simulator uses 0, 1, 2)."""
@@ -143,21 +138,21 @@ class DeliveryCounter:
 class AvroEncoder:
     """Schemaless Avro bytes of records of one subject and writer version, fast.
 
-    The bytes are those of :func:`pipelines.contracts.encode` (the unit tests hold them equal),
+    The bytes are those of :func:`safra.contracts.encode` (the unit tests hold them equal),
     without its per-record validation: :meth:`check` validates one record, and the producer
     checks the first record of each stream. Encoding is the producer's bottleneck, so records
     are written by a writer compiled from the contract's schema (:func:`compile_writer`, about
     twice as fast as ``fastavro.schemaless_writer`` here); a schema it does not support is
     written by fastavro into a reused buffer. Fields outside the writer schema are ignored
     (:meth:`shape` makes a record as the writer's version sees it); a record that does not fit
-    raises :class:`~pipelines.contracts.ContractError`.
+    raises :class:`~safra.contracts.ContractError`.
     """
 
     def __init__(self, subject: str, version: int) -> None:
         self.subject = subject
         self.version = version
         self.fields = writer_fields(subject, version)
-        self.headers = schema_headers(subject, version)
+        self.headers = contracts.schema_headers(subject, version)
         self._buffer = io.BytesIO()
         self._schema = _raw_schema(subject, version)
         schema_json = json.loads(contracts.schema_text(subject, version))
@@ -304,12 +299,6 @@ def writer_record(record: Mapping[str, Any], fields: Sequence[str], version: int
     return shaped
 
 
-def schema_headers(subject: str, version: int) -> Headers:
-    """The Kafka headers naming the writer's schema: ``schema.subject`` and ``schema.version``."""
-    contracts.load_schema(subject, version)  # unknown subject or version: ContractError
-    return [(HEADER_SUBJECT, subject.encode()), (HEADER_VERSION, str(version).encode())]
-
-
 def backfill_window(
     start: datetime | None = None, end: datetime | None = None, *, now: datetime | None = None
 ) -> tuple[datetime, datetime]:
@@ -394,43 +383,6 @@ def make_producer(settings: Settings, config: Mapping[str, Any] | None = None) -
             **(config or {}),
         }
     )
-
-
-def ensure_topics(
-    settings: Settings,
-    topics: Iterable[str],
-    partitions: int = 3,
-    *,
-    replication_factor: int = 1,
-    timeout_s: float = 30.0,
-) -> list[str]:
-    """Create the ``topics`` that do not exist yet; return those created. Idempotent."""
-    wanted = sorted(set(topics))
-    admin = AdminClient({"bootstrap.servers": settings.kafka_bootstrap})
-    existing = set(admin.list_topics(timeout=timeout_s).topics)
-    missing = [t for t in wanted if t not in existing]
-    if not missing:
-        return []
-    futures = admin.create_topics(
-        [
-            NewTopic(t, num_partitions=partitions, replication_factor=replication_factor)
-            for t in missing
-        ],
-        operation_timeout=timeout_s,
-        request_timeout=timeout_s,
-    )
-    created = []
-    for topic, future in futures.items():
-        try:
-            future.result(timeout=timeout_s)
-            created.append(topic)
-        except KafkaException as exc:
-            if exc.args and exc.args[0].code() == KafkaError.TOPIC_ALREADY_EXISTS:
-                continue  # created meanwhile by someone else: fine
-            raise
-    if created:
-        logger.info("created topics %s (%d partitions)", created, partitions)
-    return created
 
 
 def produce(
@@ -597,7 +549,9 @@ class _Sender:
         self.sent = 0
         self.counts = {"application": 0, "duplicate": 0, "poison": 0, "outcome": 0}
 
-    def send(self, kind: str, topic: str, key: bytes, value: bytes, headers: Headers) -> None:
+    def send(
+        self, kind: str, topic: str, key: bytes, value: bytes, headers: contracts.Headers
+    ) -> None:
         """Hand one message to librdkafka and count it as ``kind`` (``application``...)."""
         while True:
             try:

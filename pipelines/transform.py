@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from pipelines.dbt_runner import DbtInvocation, ensure_schemas, run_dbt
+from safra.lakehouse import trino_cursor
 from safra.settings import Settings
 
 if TYPE_CHECKING:
@@ -159,12 +160,7 @@ def _bronze_rows_pending(
 
     catalog = settings.iceberg_catalog
     counts: dict[str, int | None] = {}
-    conn = trino.dbapi.connect(
-        host=settings.trino_host, port=settings.trino_port, user=settings.trino_user,
-        catalog=catalog,
-    )  # fmt: skip
-    try:
-        cur = conn.cursor()
+    with trino_cursor(settings, "safra-transform") as cur:
         cur.execute(
             "select table_name from information_schema.tables where table_schema = ?",
             [f"{schema_prefix}silver"],
@@ -185,8 +181,6 @@ def _bronze_rows_pending(
             except trino.exceptions.TrinoQueryError as exc:
                 log.warning("could not count the bronze rows %s will read: %s", model, exc.message)
                 counts[model] = None
-    finally:
-        conn.close()
     return counts
 
 

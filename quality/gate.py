@@ -22,7 +22,6 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote
 
 import great_expectations as gx
 import sqlalchemy as sa
@@ -41,6 +40,7 @@ from great_expectations.expectations.row_conditions import deserialize_row_condi
 
 from quality.report import write_report
 from quality.suites import bronze, gold, silver
+from safra.lakehouse import trino_sqlalchemy_url
 from safra.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -114,13 +114,6 @@ def layer_schema(layer: str, schema_prefix: str = "", bronze_schema: str = "bron
     if layer == "bronze":
         return bronze_schema
     return f"{schema_prefix}{layer}"
-
-
-def trino_sqlalchemy_url(settings: Settings, schema: str) -> str:
-    """SQLAlchemy URL of Trino's Iceberg catalog with ``schema`` as the session's schema."""
-    user = quote(settings.trino_user, safe="")
-    host = f"{settings.trino_host}:{settings.trino_port}"
-    return f"trino://{user}@{host}/{settings.iceberg_catalog}/{quote(schema, safe='')}"
 
 
 def run_gate(

@@ -1,7 +1,7 @@
 """The scored-requests log: each answer as an Avro ``scored_request`` record on Kafka.
 
-Records are encoded with the contract (:func:`pipelines.contracts.encode`, schema
-``pipelines/schemas/scored_request.v1.avsc``) and carry the same ``schema.subject`` /
+Records are encoded with the contract (:func:`safra.contracts.encode`, schema
+``safra/schemas/scored_request.v1.avsc``) and carry the same ``schema.subject`` /
 ``schema.version`` headers as the simulator's producer, so the Spark ingestion lands them in
 ``bronze.scored_requests``. The key is the request id.
 
@@ -27,8 +27,7 @@ from typing import Any
 
 from confluent_kafka import KafkaError, Producer
 
-from pipelines import contracts
-from pipelines.producer import schema_headers
+from safra import contracts
 from safra.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -58,7 +57,7 @@ class ScoredRequestLog:
         self.topic = settings.topic_scored_requests
         self.bootstrap = settings.kafka_bootstrap
         self.version = contracts.LATEST[SUBJECT]
-        self.headers = schema_headers(SUBJECT, self.version)
+        self.headers = contracts.schema_headers(SUBJECT, self.version)
         self.sent = 0
         self.delivered = 0
         self.failed = 0
@@ -125,7 +124,7 @@ class ScoredRequestLog:
     def send(self, record: Mapping[str, Any]) -> None:
         """Encode ``record`` (a ``scored_request``) and queue it; returns at once.
 
-        :class:`~pipelines.contracts.ContractError` when the record breaks the contract (a bug:
+        :class:`~safra.contracts.ContractError` when the record breaks the contract (a bug:
         the caller builds it); a full local queue is logged and counted as a failed delivery.
         """
         payload = contracts.encode(record, SUBJECT, self.version)

@@ -1,5 +1,5 @@
 """Running the scoring API: the ``bentoml serve`` command line, shared by ``safra serve``
-(foreground) and ``safra stack up --with api`` (supervised: ``safra.stack.services.api_spec``)."""
+(foreground) and ``safra stack up --with api`` (supervised: ``commands.stack.services``)."""
 
 from __future__ import annotations
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from safra import stack
+from commands import stack
 from safra.settings import Settings, get_settings
 
 

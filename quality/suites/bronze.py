@@ -7,9 +7,9 @@ from __future__ import annotations
 import great_expectations.expectations as gxe
 from great_expectations.expectations import Expectation
 
-from pipelines.contracts import VERSIONS
 from quality.suites import critical, warning
 from quality.suites.domain_values import TIPOS_PESSOA
+from safra.contracts import VERSIONS
 
 KAFKA_COORDINATES = ["kafka_topic", "kafka_partition", "kafka_offset"]
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pipelines.contracts import enum_symbols
+from safra.contracts import enum_symbols
 
 UFS: tuple[str, ...] = (
     "AC", "AL", "AP", "AM", "BA", "CE", "DF", "ES", "GO", "MA", "MT", "MS", "MG", "PA",

@@ -3,7 +3,7 @@ promotion decision → the API answers with the champion, and no request failed 
 The alias switch under load itself is also tested with a forced move in
 tests/integration/test_serving.py.
 
-It runs `safra demo`'s story (safra.demo.Demo) at the ``ci`` scale on the main tables and model,
+It runs `safra demo`'s story (commands.demo.Demo) at the ``ci`` scale on the main tables and model,
 as `make demo` does; a second run on the same stack adds new applicants and goes round again.
 """
 
@@ -13,7 +13,7 @@ import time
 
 import pytest
 
-from safra.demo import SCALES, Demo, ScoringClient
+from commands.demo import SCALES, Demo, ScoringClient
 from safra.settings import Settings
 
 pytestmark = pytest.mark.stack

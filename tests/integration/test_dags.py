@@ -25,7 +25,7 @@ from typing import Any
 import psutil
 import pytest
 
-from safra import stack
+from commands import stack
 from safra.settings import Settings
 from tests.airflow_venv import (
     DAG_TEST,

@@ -21,6 +21,7 @@ import trino
 from sklearn.ensemble import HistGradientBoostingClassifier
 from typer.testing import CliRunner
 
+from commands.cli import app
 from ml.drift import (
     APPLICATION_COLUMNS,
     MONITORED_CATEGORICAL,
@@ -35,7 +36,6 @@ from ml.registry import CHAMPION, load_version, tracking_client
 from ml.train import train_and_register
 from pipelines.simulator import applications_frame, generate_applications, generate_outcomes
 from safra import settings as settings_module
-from safra.cli import app
 from safra.settings import Settings
 
 pytestmark = pytest.mark.stack

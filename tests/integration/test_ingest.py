@@ -24,10 +24,10 @@ from confluent_kafka import Producer
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from pipelines.checkpoint_lock import checkpoint_locks
-from pipelines.contracts import encode
 from pipelines.ingest import plan_queries, run_ingest, select_sources
-from pipelines.lakehouse import iceberg_catalog, spark_session
 from pipelines.simulator import generate_applications, generate_outcomes
+from safra.contracts import encode
+from safra.lakehouse import iceberg_catalog, spark_session
 from safra.settings import Settings
 
 pytestmark = pytest.mark.stack

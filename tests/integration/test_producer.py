@@ -13,9 +13,10 @@ import pytest
 from confluent_kafka import Consumer, KafkaException, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from pipelines import contracts
-from pipelines.contracts import ContractError
-from pipelines.producer import ProduceError, ProduceReport, ensure_topics, produce
+from pipelines.producer import ProduceError, ProduceReport, produce
+from pipelines.topics import ensure_topics
+from safra import contracts
+from safra.contracts import ContractError
 from safra.settings import Settings
 
 pytestmark = pytest.mark.stack

@@ -38,8 +38,8 @@ from ml.feature_store import HISTORY_VIEW, apply_repo, feature_store
 from ml.promote import promote_if_better
 from ml.registry import CHAMPION, tracking_client, version_by_alias
 from ml.train import out_of_time_split, train_and_register
-from pipelines import contracts
 from pipelines.simulator import applications_frame, generate_applications, generate_outcomes
+from safra import contracts
 from safra.settings import Settings, get_settings
 
 pytestmark = pytest.mark.stack

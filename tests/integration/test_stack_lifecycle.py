@@ -8,9 +8,9 @@ import time
 
 import pytest
 
-from safra import stack
+from commands import stack
+from commands.stack.process import ServiceState
 from safra.settings import Settings
-from safra.stack.process import ServiceState
 
 pytestmark = pytest.mark.stack
 

@@ -11,7 +11,7 @@ import trino
 from confluent_kafka import Consumer, Producer
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from pipelines.lakehouse import iceberg_catalog, spark_session
+from safra.lakehouse import iceberg_catalog, spark_session
 from safra.settings import Settings
 
 pytestmark = pytest.mark.stack

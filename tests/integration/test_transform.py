@@ -138,7 +138,7 @@ class BronzeWriter:
     """Appends events to a bronze table with Kafka coordinates (key -> partition, offsets grow)."""
 
     def __init__(self, settings: Settings, schema: str, table: str, topic: str) -> None:
-        from pipelines.lakehouse import iceberg_catalog
+        from safra.lakehouse import iceberg_catalog
 
         self.table = iceberg_catalog(settings).load_table(f"{schema}.{table}")
         self.topic = topic

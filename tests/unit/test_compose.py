@@ -17,7 +17,7 @@ from urllib.parse import urlsplit
 import pytest
 import yaml
 
-from safra.envfile import PLACEHOLDER, write_env_file
+from commands.envfile import PLACEHOLDER, write_env_file
 from safra.settings import LOCAL_SERVICES, Settings
 
 REPO = Path(__file__).resolve().parents[2]

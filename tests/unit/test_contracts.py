@@ -10,9 +10,9 @@ from typing import Any
 import pytest
 from fastavro.validation import validate
 
-from pipelines import contracts
-from pipelines.contracts import ContractError, decode, encode, load_schema
 from pipelines.simulator import generate_applications, generate_outcomes
+from safra import contracts
+from safra.contracts import ContractError, decode, encode, load_schema
 
 START = datetime(2024, 1, 1, tzinfo=UTC)
 END = datetime(2024, 7, 1, tzinfo=UTC)
@@ -170,7 +170,7 @@ def test_invalid_records_are_refused_on_encode(applications: list[dict[str, Any]
 
 
 def test_enum_symbols_come_from_the_contract() -> None:
-    from pipelines.contracts import ContractError, enum_symbols
+    from safra.contracts import ContractError, enum_symbols
 
     assert enum_symbols("application", "tipo_pessoa") == ("FISICA", "JURIDICA")
     assert len(enum_symbols("application", "cultura_principal")) == 10

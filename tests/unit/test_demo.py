@@ -6,9 +6,9 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from commands.demo import Windows, short_requests
 from ml.features import request_to_application
 from pipelines.simulator import generate_applications
-from safra.demo import Windows, short_requests
 from safra.settings import Settings
 
 

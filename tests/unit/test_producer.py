@@ -10,8 +10,6 @@ import fastavro
 import pytest
 from confluent_kafka import KafkaError
 
-from pipelines import contracts
-from pipelines.contracts import ContractError
 from pipelines.producer import (
     AvroEncoder,
     DeliveryCounter,
@@ -21,10 +19,11 @@ from pipelines.producer import (
     extras_plan,
     poison_payload,
     produce,
-    schema_headers,
     writer_record,
 )
 from pipelines.simulator import generate_applications, generate_outcomes
+from safra import contracts
+from safra.contracts import ContractError, schema_headers
 from safra.settings import Settings
 
 START = datetime(2024, 1, 1, tzinfo=UTC)

@@ -20,11 +20,11 @@ from quality.gate import (
     describe_observation,
     ephemeral_context,
     layer_schema,
-    trino_sqlalchemy_url,
 )
 from quality.report import render_report, write_report
 from quality.suites import is_critical
 from quality.suites.domain_values import SHA256_HEX, UFS
+from safra.lakehouse import trino_sqlalchemy_url
 from safra.settings import Settings
 
 

@@ -13,8 +13,8 @@ from sklearn.ensemble import HistGradientBoostingClassifier
 
 from ml.features import ASSUMED_DEDUCTIONS_SHARE, NUMERIC, model_inputs
 from ml.train import build_pipeline
-from pipelines import contracts
 from pipelines.simulator import applications_frame, generate_applications, generate_outcomes
+from safra import contracts
 from serving.contract import RequestError, application_fields, credit_score, parse_request
 from serving.model_watcher import ModelWatcher, ServingModel
 from serving.online_features import FeaturesUnavailable, OnlineHistory

@@ -12,14 +12,13 @@ from pathlib import Path
 import psutil
 import pytest
 
-from safra.stack.process import ServiceSpec, StackError, Supervisor
-from safra.stack.provision import (
+from commands.stack.process import ServiceSpec, StackError, Supervisor
+from commands.stack.provision import (
     ProvisionError,
     cached_folder,
-    find_java,
-    java_major,
     verify_manifest,
 )
+from safra.java import JavaNotFound, find_java, java_major
 
 
 def free_port() -> int:
@@ -129,9 +128,9 @@ def test_find_java_reads_release_files(tmp_path: Path, monkeypatch: pytest.Monke
 
     jdk17, jdk25 = fake_jdk("jdk17", "17.0.15"), fake_jdk("jdk25", "25.0.1")
     assert java_major(jdk25) == 25
-    monkeypatch.setattr("safra.stack.provision._java_candidates", lambda p: [jdk17, jdk25])
+    monkeypatch.setattr("safra.java._java_candidates", lambda p: [jdk17, jdk25])
     assert find_java(17) == jdk17
     assert find_java(24) == jdk25
-    monkeypatch.setattr("safra.stack.provision._java_candidates", lambda p: [jdk17])
-    with pytest.raises(ProvisionError, match=r"No Java 24\+ found for Trino.*jdk17 \(17\)"):
+    monkeypatch.setattr("safra.java._java_candidates", lambda p: [jdk17])
+    with pytest.raises(JavaNotFound, match=r"No Java 24\+ found for Trino.*jdk17 \(17\)"):
         find_java(24, purpose="Trino")

@@ -1,8 +1,10 @@
-"""The lakehouse's entry points: one Spark session factory and one pyiceberg catalog.
+"""The one way into the lakehouse: Trino connections and queries, the Spark session, the pyiceberg
+catalog.
 
-Both talk to the same Iceberg REST catalog as Trino, so a table created by one engine is
-read by the others. Spark's connectors (Iceberg runtime, Kafka, Avro) come from Maven Central
-through Ivy, cached under ``<cache_dir>/ivy``.
+All three talk to the same Iceberg REST catalog, so a table created by one engine is read by the
+others. Every Trino connection in Safra is opened here (:func:`trino_connection`), and the one
+SQLAlchemy URL (for Great Expectations) is built here. Spark's connectors (Iceberg runtime,
+Kafka, Avro) come from Maven Central through Ivy, cached under ``<cache_dir>/ivy``.
 """
 
 from __future__ import annotations
@@ -10,7 +12,10 @@ from __future__ import annotations
 import importlib.resources
 import logging
 import os
-from typing import TYPE_CHECKING
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any
+from urllib.parse import quote
 
 from safra.settings import Settings, get_settings
 
@@ -44,7 +49,7 @@ def spark_conf(s: Settings) -> dict[str, str]:
         "spark.jars.packages": ",".join(spark_packages(s)),
         "spark.jars.ivy": str(s.cache_dir / "ivy"),
         "spark.jars.ivySettings": str(
-            importlib.resources.files("safra.stack").joinpath("resources", "ivysettings.xml")
+            importlib.resources.files("safra").joinpath("resources", "ivysettings.xml")
         ),
         "spark.sql.extensions": "org.apache.iceberg.spark.extensions.IcebergSparkSessionExtensions",
         cat: "org.apache.iceberg.spark.SparkCatalog",
@@ -63,7 +68,7 @@ def spark_session(app_name: str = "safra", settings: Settings | None = None) -> 
     """A Spark session wired to the Iceberg catalog, with the Kafka and Avro connectors."""
     from pyspark.sql import SparkSession
 
-    from safra.stack.provision import find_java
+    from safra.java import find_java
 
     s = settings or get_settings()
     os.environ.setdefault("JAVA_HOME", str(find_java(17, s.java_home, "Spark")))
@@ -91,3 +96,46 @@ def iceberg_catalog(settings: Settings | None = None) -> Catalog:
     return load_catalog(
         s.iceberg_catalog, type="rest", uri=s.iceberg_rest_uri, warehouse=s.iceberg_warehouse
     )
+
+
+# --- Trino ------------------------------------------------------------------------------------
+
+
+def trino_connection(settings: Settings, source: str = "safra") -> Any:
+    """A Trino DB-API connection to the Iceberg catalog (``source`` names the caller in Trino's
+    query list). The caller closes it; :func:`trino_cursor` does that for a block."""
+    import trino
+
+    return trino.dbapi.connect(
+        host=settings.trino_host,
+        port=settings.trino_port,
+        user=settings.trino_user,
+        catalog=settings.iceberg_catalog,
+        source=source,
+    )
+
+
+@contextmanager
+def trino_cursor(settings: Settings, source: str = "safra") -> Iterator[Any]:
+    """A cursor on a fresh Trino connection, closed when the block ends."""
+    conn = trino_connection(settings, source)
+    try:
+        yield conn.cursor()
+    finally:
+        conn.close()
+
+
+def trino_query(
+    settings: Settings, sql: str, params: Sequence[Any] | None = None, source: str = "safra"
+) -> list[list[Any]]:
+    """The rows of one statement (DDL and DML return their one status row)."""
+    with trino_cursor(settings, source) as cur:
+        cur.execute(sql, list(params) if params is not None else None)
+        return [list(row) for row in cur.fetchall()]
+
+
+def trino_sqlalchemy_url(settings: Settings, schema: str) -> str:
+    """SQLAlchemy URL of Trino's Iceberg catalog with ``schema`` as the session's schema."""
+    user = quote(settings.trino_user, safe="")
+    host = f"{settings.trino_host}:{settings.trino_port}"
+    return f"trino://{user}@{host}/{settings.iceberg_catalog}/{quote(schema, safe='')}"

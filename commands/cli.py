@@ -12,8 +12,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from commands import stack
 from safra import logs as logsetup
-from safra import stack
 from safra.settings import get_settings
 
 app = typer.Typer(help="Safra: MLOps for agribusiness credit scoring.", no_args_is_help=True)
@@ -55,7 +55,7 @@ def stack_up(
 
             extra = [n.strip() for n in with_.split(",") if n.strip()]
             stack.up(s, services, on_step=step, extra=extra)
-    except (stack.StackError, stack.ProvisionError) as exc:
+    except (stack.StackError, stack.ProvisionError, stack.JavaNotFound) as exc:
         _fail(exc)
     console.print(f"stack up in {time.monotonic() - t0:.1f} s; data in {s.data_dir}")
     _print_status()
@@ -108,7 +108,7 @@ def stack_logs(name: str, lines: Annotated[int, typer.Option("--lines", "-n")] =
 @stack_app.command("smoke")
 def stack_smoke() -> None:
     """One real round trip through each service: Kafka, Iceberg (3 engines), MLflow, Redis."""
-    from safra.stack.smoke import run_smoke
+    from commands.stack.smoke import run_smoke
 
     def show(check) -> None:
         mark = "[green]✓[/]" if check.ok else "[red]✗[/]"
@@ -125,7 +125,7 @@ def env_file() -> None:
     """Create .env from .env.example with generated secrets (existing values are kept)."""
     from pathlib import Path
 
-    from safra.envfile import write_env_file
+    from commands.envfile import write_env_file
 
     generated = write_env_file(Path(".env"), Path(".env.example"))
     console.print(f".env ready; generated: {', '.join(generated) or 'nothing (all set)'}")
@@ -543,7 +543,7 @@ def demo_cmd(
 ) -> None:
     """The whole loop: history → lakehouse → features → champion → API → drift → retrain →
     promote, the API switching versions under load. Ends with figures and where to look."""
-    from safra.demo import SCALES, Demo
+    from commands.demo import SCALES, Demo
 
     if scale not in SCALES:
         _fail(ValueError(f"unknown scale {scale!r}; known: {', '.join(SCALES)}"))

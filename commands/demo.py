@@ -292,10 +292,10 @@ class Demo:
     # --- the story ---------------------------------------------------------------------------
 
     def run(self) -> DemoSummary:
+        from commands import stack
         from ml.drift import check_drift
         from ml.workflow import run_promote, run_train
         from pipelines.simulator import generate_applications
-        from safra import stack
 
         began = time.monotonic()
         s, w, scale = self.s, self.windows, self.scale

@@ -10,14 +10,24 @@ from dataclasses import dataclass
 
 import psutil
 
+from commands.stack.process import ServiceState, StackError, Supervisor, port_open
+from commands.stack.provision import ProvisionError
+from commands.stack.services import SPECS
+from safra.java import JavaNotFound
 from safra.settings import OPTIONAL_SERVICES, Settings, redact
-from safra.stack.process import ServiceState, StackError, Supervisor, port_open
-from safra.stack.provision import ProvisionError
-from safra.stack.services import SPECS
 
 log = logging.getLogger(__name__)
 
-__all__ = ["StackError", "ProvisionError", "up", "down", "status", "logs", "service_endpoints"]
+__all__ = [
+    "StackError",
+    "ProvisionError",
+    "JavaNotFound",
+    "up",
+    "down",
+    "status",
+    "logs",
+    "service_endpoints",
+]
 
 
 @dataclass

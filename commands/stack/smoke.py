@@ -56,11 +56,10 @@ def kafka_round_trip(s: Settings) -> str:
 
 def iceberg_three_engines(s: Settings) -> str:
     import pyarrow as pa
-    import trino
     from pyiceberg.schema import Schema
     from pyiceberg.types import LongType, NestedField, StringType
 
-    from pipelines.lakehouse import iceberg_catalog, spark_session
+    from safra.lakehouse import iceberg_catalog, spark_session, trino_query
 
     name = f"{SMOKE_NAMESPACE}.engines_{uuid.uuid4().hex[:8]}"
     catalog = iceberg_catalog(s)
@@ -76,12 +75,7 @@ def iceberg_three_engines(s: Settings) -> str:
         spark_session("safra-smoke", s).sql(
             f"INSERT INTO {s.iceberg_catalog}.{name} VALUES (2, 'spark')"
         )
-        with trino.dbapi.connect(
-            host=s.trino_host, port=s.trino_port, user=s.trino_user, catalog=s.iceberg_catalog
-        ) as conn:
-            cur = conn.cursor()
-            cur.execute(f"SELECT count(*) FROM {name}")
-            count = cur.fetchone()[0]
+        [[count]] = trino_query(s, f"SELECT count(*) FROM {name}", source="safra-smoke")
     finally:
         catalog.drop_table(name)
     if count != 2:

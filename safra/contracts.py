@@ -1,6 +1,7 @@
 """Data contracts: the versioned Avro schemas of the events and how they are encoded and decoded.
 
-Schemas live in ``pipelines/schemas/<subject>.v<version>.avsc``. Messages are schemaless Avro
+Schemas live in ``safra/schemas/<subject>.v<version>.avsc``; the Kafka header names below are
+the one definition every producer, consumer and the API use. Messages are schemaless Avro
 (no container header); the writer's version travels beside the payload (for example in a Kafka
 header or a schema-registry id) and is passed to :func:`decode`, which reads with the newest
 reader schema of the subject, so old messages keep reading after the schema evolves.
@@ -34,6 +35,13 @@ VERSIONS: dict[str, tuple[int, ...]] = {
 }
 LATEST: dict[str, int] = {subject: max(versions) for subject, versions in VERSIONS.items()}
 
+HEADER_SUBJECT = "schema.subject"
+HEADER_VERSION = "schema.version"
+"""The Kafka headers naming the writer's schema (no schema registry runs here)."""
+
+Headers = list[tuple[str, str | bytes | None]]
+"""Kafka headers, as confluent-kafka takes them."""
+
 
 class ContractError(ValueError):
     """A record or payload does not honour a subject's contract (or the contract is unknown)."""
@@ -58,7 +66,7 @@ def _check(subject: str, version: int) -> None:
 def schema_text(subject: str, version: int) -> str:
     """The ``.avsc`` text of a schema, as it would be registered in a schema registry."""
     _check(subject, version)
-    resource = files("pipelines") / "schemas" / f"{subject}.v{version}.avsc"
+    resource = files("safra") / "schemas" / f"{subject}.v{version}.avsc"
     return resource.read_text(encoding="utf-8")
 
 
@@ -169,3 +177,9 @@ def decode(payload: bytes, writer_version: int, subject: str) -> dict[str, Any]:
     if not isinstance(record, dict):
         raise ContractError(subject, writer_version, "payload did not decode to a record")
     return record
+
+
+def schema_headers(subject: str, version: int) -> Headers:
+    """The Kafka headers naming the writer's schema: ``schema.subject`` and ``schema.version``."""
+    load_schema(subject, version)  # unknown subject or version: ContractError
+    return [(HEADER_SUBJECT, subject.encode()), (HEADER_VERSION, str(version).encode())]

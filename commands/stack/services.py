@@ -24,15 +24,15 @@ import zipfile
 from collections.abc import Callable
 from pathlib import Path
 
-from safra.settings import Settings, redact
-from safra.stack.process import ServiceSpec
-from safra.stack.provision import (
+from commands.stack.process import ServiceSpec
+from commands.stack.provision import (
     ProvisionError,
     cached_folder,
-    find_java,
     maven_copy,
     maven_with_dependencies,
 )
+from safra.java import find_java
+from safra.settings import Settings, redact
 
 log = logging.getLogger(__name__)
 
@@ -40,7 +40,7 @@ LOG4J_VERSION = "2.24.3"
 
 
 def _resource(name: str) -> str:
-    return importlib.resources.files("safra.stack").joinpath("resources", name).read_text()
+    return importlib.resources.files("commands.stack").joinpath("resources", name).read_text()
 
 
 def _http_ok(url: str, check: Callable[[bytes], bool] = lambda _b: True) -> Callable[[], bool]:
