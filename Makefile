@@ -10,7 +10,7 @@ AIRFLOW_STAMP := $(AIRFLOW_VENV)/.installed
 DEMO_SCALE ?= full
 
 .PHONY: demo test install airflow env prereqs stack-up stack-down stack-status smoke test-unit \
-        test-integration lint lock lock-airflow bench clean-data
+        test-integration lint lint-sql lock lock-airflow bench clean-data
 
 ## demo: install everything, bring the local stack (and Airflow) up, run the smoke flow, then the
 ## whole loop (`safra demo`): history -> lakehouse -> features -> champion -> API -> drift ->
@@ -21,11 +21,17 @@ demo: install airflow
 	$(BIN)/safra demo --scale $(DEMO_SCALE)
 	@echo "The stack keeps running: '$(BIN)/safra stack status' shows it; 'make stack-down' stops it."
 
-## test: install (Airflow too: the DAG tests run dag.test()), bring the stack up and run unit,
-## integration and e2e tests
+## test: install (Airflow too: the DAG tests run dag.test()), then unit, integration and e2e tests
+## on the tests' own stack (.safra-test/, ports + 20000; started fresh by the tests, stopped at
+## the end). The user's stack is never touched: tests.user_world checks it before and after.
+TEST_WORLD := .safra-test/user-world-before.json
 test: install airflow
-	$(BIN)/safra stack up
-	$(BIN)/python -m pytest tests/unit tests/integration tests/e2e
+	@$(BIN)/python -m tests.own_stack reset
+	@$(BIN)/python -m tests.user_world save $(TEST_WORLD)
+	@status=0; $(BIN)/python -m pytest tests/unit tests/integration tests/e2e || status=$$?; \
+	  $(BIN)/python -m tests.own_stack down; \
+	  $(BIN)/python -m tests.user_world compare $(TEST_WORLD) || status=1; \
+	  exit $$status
 
 install: $(STAMP) .env
 
@@ -67,13 +73,19 @@ smoke: install
 test-unit: install airflow
 	$(BIN)/python -m pytest tests/unit
 test-integration: install airflow
-	$(BIN)/safra stack up
 	$(BIN)/python -m pytest tests/integration
 
 lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
+	$(BIN)/lint-imports
+	$(MAKE) lint-sql
+
+## lint-sql: sqlfluff over the dbt models, with no services and no settings needed (.sqlfluff says
+## how); a macro file alone renders no SQL to lint
+lint-sql: install
+	$(BIN)/sqlfluff lint dbt/models
 
 ## lock: re-resolve requirements.in into requirements.lock
 lock:

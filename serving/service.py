@@ -22,6 +22,7 @@ import asyncio
 import hmac
 import json
 import logging
+from collections.abc import Sequence
 from functools import cache
 from typing import Any
 
@@ -123,9 +124,11 @@ class CreditScoring:
             settings.deny_above,
         )
         # requests waiting while a batch is scored are scored together (serving.batching)
-        self.batcher = Coalescer(self._score_batch, max_batch=MAX_BATCH, name="scoring")
+        self.batcher: Coalescer[Parsed, Outcome] = Coalescer(
+            self._score_batch, max_batch=MAX_BATCH, name="scoring"
+        )
 
-    def _score_batch(self, batch: list[Parsed]) -> list[Outcome]:
+    def _score_batch(self, batch: Sequence[Parsed]) -> list[Outcome]:
         _metrics()["batch"].observe(len(batch))
         return self.scorer.score_parsed(batch)
 

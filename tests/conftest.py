@@ -1,4 +1,5 @@
-"""Shared fixtures. Integration and e2e tests run against the real local stack."""
+"""Shared fixtures. Integration and e2e tests run against the real services of the tests' own
+stack (:mod:`tests.own_stack`: ``.safra-test/``, the default ports + 20000), never the user's."""
 
 from __future__ import annotations
 
@@ -6,6 +7,11 @@ import pytest
 
 from commands import stack
 from safra.settings import Settings, get_settings
+from tests import own_stack
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    own_stack.apply()
 
 
 @pytest.fixture(scope="session")
@@ -15,6 +21,6 @@ def settings() -> Settings:
 
 @pytest.fixture(scope="session")
 def local_stack(settings: Settings) -> Settings:
-    """The local stack, up (idempotent: a stack already up is reused, a missing service started)."""
+    """The test stack, up (idempotent: a stack already up is reused, a missing service started)."""
     stack.up(settings)
     return settings

@@ -2,10 +2,13 @@
 
 Kafka (produce, consume back), Iceberg (created by pyiceberg, appended by Spark, counted by
 Trino), MLflow (a run, a registered model, an alias resolved) and Redis (a write read back).
+Each check removes what it made (a topic, a table and its namespace, a registered model and an
+experiment, a key), so the user's stack lists nothing of the smoke afterwards.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 import uuid
@@ -29,12 +32,11 @@ class Check:
 
 def kafka_round_trip(s: Settings) -> str:
     from confluent_kafka import Consumer, Producer
+    from confluent_kafka.admin import AdminClient
 
-    topic, value = "safra.smoke", uuid.uuid4().hex.encode()
+    value = uuid.uuid4().hex.encode()
+    topic = f"safra.smoke-{value.decode()[:8]}"
     producer = Producer({"bootstrap.servers": s.kafka_bootstrap, "enable.idempotence": True})
-    producer.produce(topic, key=b"smoke", value=value)
-    if producer.flush(30):
-        raise RuntimeError(f"Kafka at {s.kafka_bootstrap} did not acknowledge within 30 s")
     consumer = Consumer(
         {
             "bootstrap.servers": s.kafka_bootstrap,
@@ -42,16 +44,26 @@ def kafka_round_trip(s: Settings) -> str:
             "auto.offset.reset": "earliest",
         }
     )
-    consumer.subscribe([topic])
-    deadline = time.monotonic() + 60
     try:
+        producer.produce(topic, key=b"smoke", value=value)
+        if producer.flush(30):
+            raise RuntimeError(f"Kafka at {s.kafka_bootstrap} did not acknowledge within 30 s")
+        consumer.subscribe([topic])
+        deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             msg = consumer.poll(1.0)
             if msg is not None and msg.error() is None and msg.value() == value:
-                return f"message consumed back from {topic}"
+                return "message consumed back from a topic of its own (deleted)"
+        raise RuntimeError(f"the message produced to {topic} was not consumed back within 60 s")
     finally:
         consumer.close()
-    raise RuntimeError(f"the message produced to {topic} was not consumed back within 60 s")
+        producer.close()  # else its metadata refresh re-creates the topic deleted below
+        admin = AdminClient({"bootstrap.servers": s.kafka_bootstrap})  # held while it deletes
+        for future in admin.delete_topics([topic], operation_timeout=30).values():
+            try:
+                future.result(timeout=30)
+            except Exception as exc:  # noqa: BLE001 - say so; the check's own result stands
+                log.warning("could not delete the smoke topic %s: %s", topic, exc)
 
 
 def iceberg_three_engines(s: Settings) -> str:
@@ -78,29 +90,35 @@ def iceberg_three_engines(s: Settings) -> str:
         [[count]] = trino_query(s, f"SELECT count(*) FROM {name}", source="safra-smoke")
     finally:
         catalog.drop_table(name)
+        with contextlib.suppress(Exception):  # another smoke run may still use it
+            catalog.drop_namespace(SMOKE_NAMESPACE)
     if count != 2:
         raise RuntimeError(f"Trino counted {count} rows in {name}, expected 2")
     return "pyiceberg created, Spark appended, Trino counted 2 rows"
 
 
 def mlflow_registry(s: Settings) -> str:
-    import mlflow
     from mlflow import MlflowClient
 
-    mlflow.set_tracking_uri(s.mlflow_tracking_uri)
-    mlflow.set_experiment("safra-smoke")
-    with mlflow.start_run(run_name="smoke") as run:
-        mlflow.log_metric("ok", 1.0)
     client = MlflowClient(s.mlflow_tracking_uri)
-    name = "safra-smoke"
-    if not client.search_registered_models(f"name='{name}'"):
+    name = f"safra-smoke-{uuid.uuid4().hex[:8]}"
+    experiment = client.create_experiment(name)
+    try:
+        run = client.create_run(experiment, run_name="smoke")
+        client.log_metric(run.info.run_id, "ok", 1.0)
+        client.set_terminated(run.info.run_id)
         client.create_registered_model(name)
-    version = client.create_model_version(name, f"runs:/{run.info.run_id}", run.info.run_id)
-    client.set_registered_model_alias(name, "smoke", version.version)
-    resolved = client.get_model_version_by_alias(name, "smoke").version
+        try:
+            version = client.create_model_version(name, f"runs:/{run.info.run_id}", run.info.run_id)
+            client.set_registered_model_alias(name, "smoke", version.version)
+            resolved = client.get_model_version_by_alias(name, "smoke").version
+        finally:
+            client.delete_registered_model(name)
+    finally:
+        client.delete_experiment(experiment)
     if resolved != version.version:
         raise RuntimeError(f"alias 'smoke' resolved to {resolved}, expected {version.version}")
-    return f"run logged, {name} v{resolved} registered, alias resolved"
+    return f"run logged, v{resolved} registered, alias resolved (model and experiment deleted)"
 
 
 def redis_round_trip(s: Settings) -> str:
@@ -109,9 +127,11 @@ def redis_round_trip(s: Settings) -> str:
     client = redis.Redis.from_url(s.redis_url, socket_timeout=5)
     key, value = "safra:smoke", uuid.uuid4().hex
     client.set(key, value, ex=60)
-    if client.get(key) != value.encode():
+    read = client.get(key)
+    client.delete(key)
+    if read != value.encode():
         raise RuntimeError("Redis did not return the value just written")
-    return "write read back"
+    return "write read back (key deleted)"
 
 
 CHECKS: dict[str, Callable[[Settings], str]] = {

@@ -3,25 +3,69 @@ promotion decision → the API answers with the champion, and no request failed 
 The alias switch under load itself is also tested with a forced move in
 tests/integration/test_serving.py.
 
-It runs `safra demo`'s story (commands.demo.Demo) at the ``ci`` scale on the main tables and model,
-as `make demo` does; a second run on the same stack adds new applicants and goes round again.
+It runs ``safra demo --scale ci`` (the CLI, as a user does) on the test stack's main tables and
+model, and reads its ``--json`` summary and its console output.
 """
 
 from __future__ import annotations
 
+import json
+import re
+import subprocess
 import time
+from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
-from commands.demo import SCALES, Demo, ScoringClient
+from commands.demo import ScoringClient
 from safra.settings import Settings
+
+REPO = Path(__file__).resolve().parents[2]
+SAFRA_BIN = REPO / ".venv" / "bin" / "safra"
 
 pytestmark = pytest.mark.stack
 
 
+ANSI_ESCAPE = re.compile(r"\x1b\[")
+JAVA_TRACE = re.compile(
+    r"^\s+at [\w$.]+\(|Exception in thread|^(java|org\.apache)\.\S+(Exception|Error)"
+)
+THIRD_PARTY = re.compile(
+    r"\b(WARN|INFO|DEBUG)\b.*\b(org\.apache|py4j|feast|mlflow|alembic)\b|View run|it/s\]"
+)
+
+
 @pytest.fixture(scope="module")
-def summary(local_stack: Settings):
-    return Demo(local_stack, SCALES["ci"], "bureau_recalibration", seed=2026).run()
+def demo_run(local_stack: Settings) -> subprocess.CompletedProcess[str]:
+    """``safra demo --scale ci`` as a user runs it (the test stack's settings are inherited)."""
+    proc = subprocess.run(
+        [str(SAFRA_BIN), "demo", "--scale", "ci", "--seed", "2026", "--json"],
+        capture_output=True, text=True, timeout=1800, cwd=REPO,
+    )  # fmt: skip
+    assert proc.returncode == 0, f"{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}"
+    return proc
+
+
+@pytest.fixture(scope="module")
+def summary(demo_run: subprocess.CompletedProcess[str]) -> SimpleNamespace:
+    data = json.loads(demo_run.stdout[demo_run.stdout.index("\n{\n") :])
+    data["stages"] = [SimpleNamespace(**stage) for stage in data["stages"]]
+    return SimpleNamespace(**data)
+
+
+def test_the_console_shows_safras_lines_only(demo_run, local_stack: Settings) -> None:
+    """No Java stack trace, ANSI escape or third-party log line on the console: they are in the
+    demo's log file (which the console names)."""
+    console = demo_run.stdout + demo_run.stderr
+    assert str(local_stack.logs_dir / "demo.log") in console
+    for line in console.splitlines():
+        assert not ANSI_ESCAPE.search(line), line
+        assert not JAVA_TRACE.search(line), line
+        assert not THIRD_PARTY.search(line), line
+    assert "▶ promote under load" in console
+    log = (local_stack.logs_dir / "demo.log").read_text(errors="replace")
+    assert len(log.splitlines()) > len(console.splitlines())  # the rest went to the file
 
 
 def test_the_recalibrated_bureau_is_detected_as_drift(summary) -> None:

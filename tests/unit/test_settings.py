@@ -6,6 +6,14 @@ import pytest
 from pydantic import ValidationError
 
 from safra.settings import LOCAL_SERVICES, Settings, redact
+from tests.own_stack import ENVIRONMENT
+
+
+@pytest.fixture(autouse=True)
+def _defaults(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Settings as a user gets them: without the test stack's environment (tests.own_stack)."""
+    for name in ENVIRONMENT:
+        monkeypatch.delenv(name, raising=False)
 
 
 def test_local_defaults_are_derived_from_ports(monkeypatch: pytest.MonkeyPatch, tmp_path: Path):
