@@ -1,7 +1,7 @@
 """Feature services: one versioned service per model contract.
 
 ``credit_model_v1`` is what the credit model reads: the applicant's history (mapped to the
-model's ``hist_*`` inputs by ``ml.feature_store.history_columns``, in training and in serving)
+model's ``hist_*`` inputs by ``ml.features.history_columns``, in training and in serving)
 and the latest profile (area, crop, experience, score), which serving uses as defaults for what a
 short scoring request does not say. A change to this list is a new service (``credit_model_v2``),
 never an edit: models trained on v1 keep reading v1.

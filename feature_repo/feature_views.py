@@ -1,5 +1,11 @@
 """Feature views over the gold tables, with their TTLs.
 
+Each view reads one gold table and keeps its column names (a field is the gold column of the same
+name): ``proponente_historico`` ← ``proponente_features`` (the applicant's history),
+``localizacao_perfil`` ← ``location_features`` (a location's profile), ``segmento_risco_perfil``
+← ``risk_features`` (a crop-risk segment's profile). The model's ``hist_*`` inputs are ``hist_`` +
+a history field; ``ml.features`` computes them and documents the whole mapping.
+
 Only ``proponente_historico`` feeds the model. ``localizacao_perfil`` and
 ``segmento_risco_perfil`` are current-state aggregates over every application, including the
 observed default rates of their outcomes: joined point-in-time they would hand a training row

@@ -1,13 +1,13 @@
-"""Safra's Feast feature store: configuration from the settings, the repo's objects, history.
+"""Safra's Feast feature store: configuration from the settings, the repo's objects, online reads.
 
 - :func:`feature_store` builds the ``${VAR}`` environment ``feature_repo/feature_store.yaml``
   reads (:func:`feast_environment`) from the ONE settings object and opens the store;
 - :func:`repo_contents` / :func:`apply_repo` load and register the repo's declarations
   (what ``feast apply`` does, without leaving the process);
-- :func:`history_columns` (:func:`history_inputs` on plain columns) is the ONE mapping from the
-  gold history columns (``proponente_historico``) to the model's ``hist_*`` inputs
-  (:data:`ml.features.HISTORY_INPUTS`): training (point-in-time join) and serving
-  (:func:`online_history`, online store) both call it, so there is no skew.
+- :func:`online_history`: serving's one online read. The gold history columns become the model's
+  ``hist_*`` inputs in :func:`ml.features.history_columns` (:func:`ml.features.history_inputs`
+  on plain columns), which training (point-in-time join, :mod:`ml.training_set`) calls too, so
+  there is no skew.
 
 The history a model input means is the applicant's history *before* the application. The gold
 row of an application includes that application, so the training join asks for the history as
@@ -22,7 +22,7 @@ import os
 import sys
 import threading
 import weakref
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
@@ -32,7 +32,7 @@ from urllib.parse import unquote, urlsplit
 import numpy as np
 import pandas as pd
 
-from ml.features import HISTORY_INPUTS
+from ml.features import HISTORY_INPUTS, LAST_APPLICATION, history_inputs
 from safra.settings import Settings, get_settings, temporary_environment
 
 if TYPE_CHECKING:
@@ -46,22 +46,6 @@ FEATURE_SERVICE = "credit_model_v1"
 HISTORY_VIEW = "proponente_historico"
 """The one feature view the model reads: one online read per scoring request."""
 ENTITY_KEY = "proponente_id"
-
-HISTORY_SOURCE_COLUMNS: Mapping[str, str] = {
-    "hist_n_solicitacoes": "n_solicitacoes",
-    "hist_valor_medio": "valor_medio",
-    "hist_valor_max": "valor_max",
-    "hist_valor_desvio": "valor_desvio",
-    "hist_score_medio": "score_medio",
-    "hist_share_ibama": "share_ibama",
-    "hist_inadimplencias_anteriores": "inadimplencias_anteriores",
-    "hist_desfechos_conhecidos": "desfechos_conhecidos",
-    "hist_perfil_volatilidade": "perfil_volatilidade",
-    "hist_perfil_frequencia": "perfil_frequencia",
-}
-"""``hist_*`` input ← gold column, for every history input but ``hist_dias_desde_ultima``
-(days from ``ultima_solicitacao`` to the moment asked about)."""
-LAST_APPLICATION = "ultima_solicitacao"
 PROFILE_FIELDS: tuple[str, ...] = (
     "area_total_hectares",
     "cultura_principal",
@@ -206,62 +190,6 @@ def apply_repo(store: FeatureStore, settings: Settings | None = None) -> RepoCon
     return contents
 
 
-def history_columns(
-    gold: pd.DataFrame, as_of: pd.Series | datetime | None = None, prefix: str = ""
-) -> pd.DataFrame:
-    """The model's history inputs (:data:`ml.features.HISTORY_INPUTS`) of gold history rows.
-
-    ``gold`` holds ``proponente_historico`` columns (``prefix`` + name, e.g. the
-    ``proponente_historico__`` of a join with full feature names); a row with no history (all
-    null: an unknown applicant, or no application before) stays all null — never zeros.
-    ``as_of`` is the moment of the application (a Series aligned with ``gold``, or one datetime;
-    default now): ``hist_dias_desde_ultima`` = days from ``ultima_solicitacao`` to it.
-    """
-    moment = as_of.to_numpy() if isinstance(as_of, pd.Series) else as_of
-    columns = history_inputs(gold, len(gold), moment, prefix)
-    return pd.DataFrame(columns, index=gold.index)
-
-
-def history_inputs(
-    gold: Mapping[str, Any], n: int, as_of: Any = None, prefix: str = ""
-) -> dict[str, Any]:
-    """:func:`history_columns` on columns (``name -> sequence of n values``): the mapping itself,
-    without a DataFrame (the online path calls it on Feast's response dict: one row, no pandas
-    overhead). Returns ``hist_* -> sequence``, in :data:`ml.features.HISTORY_INPUTS` order."""
-    nothing = [None] * n
-    out: dict[str, Any] = {}
-    for hist in HISTORY_INPUTS:
-        if hist == "hist_dias_desde_ultima":
-            last = _epoch_seconds(gold.get(prefix + LAST_APPLICATION, nothing), n)
-            now = _epoch_seconds(datetime.now(UTC) if as_of is None else as_of, n)
-            out[hist] = (now - last) / 86_400.0
-        else:
-            out[hist] = gold.get(prefix + HISTORY_SOURCE_COLUMNS[hist], nothing)
-    return out
-
-
-def _epoch_seconds(values: Any, n: int) -> np.ndarray:
-    """Seconds since the epoch (float, NaN for missing) of one datetime or a sequence of n;
-    naive datetimes are taken as UTC."""
-    if values is None or isinstance(values, datetime | np.datetime64 | str):
-        values = [values] * n
-    if isinstance(values, list) and all(v is None or type(v) is datetime for v in values):
-        # the online path: a few datetime objects, no pandas round trip
-        return np.array(
-            [np.nan if v is None else (v if v.tzinfo else v.replace(tzinfo=UTC)).timestamp()
-             for v in values],
-            dtype="float64",
-        )  # fmt: skip
-    stamps = pd.to_datetime(pd.Series(values, dtype=object), utc=True, errors="coerce")
-    seconds = stamps.to_numpy(dtype="datetime64[ns]").astype("int64") / 1e9
-    return np.where(stamps.isna().to_numpy(), np.nan, seconds)
-
-
-def _utc(values: pd.Series) -> pd.Series:
-    """``values`` as UTC timestamps (naive ones are taken as UTC; None/NaN become NaT)."""
-    return pd.Series(pd.to_datetime(values, utc=True, errors="coerce"), index=values.index)
-
-
 _SERVICE_REFS: weakref.WeakKeyDictionary[FeatureStore, list[str]] = weakref.WeakKeyDictionary()
 
 
@@ -284,10 +212,11 @@ def online_history(
     store: FeatureStore, proponente_ids: Sequence[str], as_of: datetime | None = None
 ) -> list[dict[str, Any] | None]:
     """Per id: None when the online store has no row for it (unknown applicant), else a dict with
-    the ``hist_*`` keys of :data:`ml.features.HISTORY_INPUTS` (as of ``as_of``, default now), the
-    latest profile fields :data:`PROFILE_FIELDS` (serving's request defaults) and
-    ``feature_timestamp`` (the latest application's time, UTC datetime, to the second: the
-    features' freshness). One online read (one feature view, one Redis round trip) for all ids.
+    the ``hist_*`` keys of :data:`ml.features.HISTORY_INPUTS` (:func:`ml.features.history_inputs`
+    as of ``as_of``, default now), the latest profile fields :data:`PROFILE_FIELDS` (serving's
+    request defaults) and ``feature_timestamp`` (the latest application's time, UTC datetime, to
+    the second: the features' freshness). One online read (one feature view, one Redis round
+    trip) for all ids.
     """
     if not proponente_ids:
         return []

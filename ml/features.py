@@ -1,8 +1,9 @@
 """The one place that turns an application (+ the applicant's history) into model inputs.
 
-Training and serving both call :func:`model_inputs`; nothing else computes a feature, so there is
-no training/serving skew. The model (see :mod:`ml.train`) takes exactly :data:`FEATURE_COLUMNS`,
-in that order, with these types:
+Training and serving both call :func:`model_inputs` (and, for the applicant's history read from
+Feast, :func:`history_columns` / :func:`history_inputs` first); nothing else computes a feature,
+so there is no training/serving skew. The model (see :mod:`ml.train`) takes exactly
+:data:`FEATURE_COLUMNS`, in that order, with these types:
 
 Application fields (flat, the DOMAIN.md names; nested records already flattened):
 
@@ -35,7 +36,8 @@ Derived (from the application only):
   imputer's missing indicator, kept explicit so that reports and reasons can name it).
 
 The applicant's history, as of *before* the application (gold ``proponente_features`` through
-Feast's point-in-time join in training, the online store in serving). A new applicant has none:
+Feast's point-in-time join in training, the online store in serving; :func:`history_columns` turns
+those rows into the ``hist_*`` inputs below). A new applicant has none:
 
 - ``proponente_conhecido``: 1.0 when the applicant applied before (``hist_n_solicitacoes`` > 0),
   else 0.0; when 0.0 every ``hist_*`` column is null (NaN / None) — **never a silent zero
@@ -49,12 +51,35 @@ Feast's point-in-time join in training, the online store in serving). A new appl
 
 Nothing else reaches the model: names, CPF/CNPJ, ids, coordinates and timestamps are dropped here,
 so they cannot change a score.
+
+One name per concept across the layers. The gold tables and Feast objects keep their stored names;
+this is how they map (``feature_repo/`` declares the Feast side):
+
+- **the applicant's history** (cumulative, one row per application): gold table
+  ``proponente_features`` = Feast source ``proponente_features``, view ``proponente_historico``
+  (:data:`ml.feature_store.HISTORY_VIEW`; entity ``proponente``, key ``proponente_id``), read
+  through the feature service ``credit_model_v1`` = the model's ``hist_*`` inputs. A gold column
+  keeps its name in Feast, and the input it feeds is ``hist_`` + that name
+  (``valor_medio`` → ``hist_valor_medio``, :data:`HISTORY_SOURCE_COLUMNS`); the exceptions are
+  computed here: ``hist_dias_desde_ultima`` (from ``ultima_solicitacao``),
+  ``hist_taxa_inadimplencia`` and ``hist_valor_relativo``;
+- **a location's profile** (per UF and município): gold ``location_features`` = Feast view
+  ``localizacao_perfil`` (entities ``localizacao_uf``, ``localizacao_municipio``); not a model
+  input;
+- **a crop-risk segment's profile** (per risk band and crop): gold ``risk_features`` = Feast view
+  ``segmento_risco_perfil`` (entities ``segmento_faixa_risco``, ``segmento_cultura``); not a model
+  input.
+
+The rooms with "feature" in their name: this module (the model inputs), :mod:`ml.feature_store`
+(Feast's configuration, materialization and online reads), ``feature_repo/`` (Feast's
+declarations), ``dbt/models/gold/*_features`` (the gold tables Feast reads).
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
+from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
@@ -118,6 +143,15 @@ HISTORY_CATEGORICAL: tuple[str, ...] = ("hist_perfil_volatilidade", "hist_perfil
 HISTORY_INPUTS: tuple[str, ...] = HISTORY_NUMERIC_INPUTS + HISTORY_CATEGORICAL
 """History columns the caller may pass (all optional; missing means unknown)."""
 HISTORY_DERIVED: tuple[str, ...] = ("hist_taxa_inadimplencia", "hist_valor_relativo")
+LAST_APPLICATION = "ultima_solicitacao"
+"""The gold history column of the applicant's latest application (before the one scored)."""
+DAYS_SINCE_LAST = "hist_dias_desde_ultima"
+HISTORY_SOURCE_COLUMNS: Mapping[str, str] = {
+    hist: hist.removeprefix("hist_") for hist in HISTORY_INPUTS if hist != DAYS_SINCE_LAST
+}
+"""``hist_*`` input ← the gold (and Feast) history column it is read from, for every history
+input but :data:`DAYS_SINCE_LAST` (days from :data:`LAST_APPLICATION` to the moment asked
+about)."""
 HISTORY_NUMERIC: tuple[str, ...] = HISTORY_NUMERIC_INPUTS + HISTORY_DERIVED
 
 KNOWN_FLAG = "proponente_conhecido"
@@ -225,6 +259,57 @@ def model_inputs(df: pd.DataFrame) -> pd.DataFrame:
     for column in CATEGORICAL:
         out[column] = np.array(out[column], dtype=object)
     return pd.DataFrame({c: out[c] for c in FEATURE_COLUMNS}, index=df.index)
+
+
+def history_columns(
+    gold: pd.DataFrame, as_of: pd.Series | datetime | None = None, prefix: str = ""
+) -> pd.DataFrame:
+    """The model's history inputs (:data:`HISTORY_INPUTS`) of gold history rows.
+
+    ``gold`` holds ``proponente_historico`` columns (``prefix`` + name, e.g. the
+    ``proponente_historico__`` of a join with full feature names); a row with no history (all
+    null: an unknown applicant, or no application before) stays all null — never zeros.
+    ``as_of`` is the moment of the application (a Series aligned with ``gold``, or one datetime;
+    default now): ``hist_dias_desde_ultima`` = days from ``ultima_solicitacao`` to it.
+    """
+    moment = as_of.to_numpy() if isinstance(as_of, pd.Series) else as_of
+    columns = history_inputs(gold, len(gold), moment, prefix)
+    return pd.DataFrame(columns, index=gold.index)
+
+
+def history_inputs(
+    gold: Mapping[str, Any], n: int, as_of: Any = None, prefix: str = ""
+) -> dict[str, Any]:
+    """:func:`history_columns` on columns (``name -> sequence of n values``): the mapping itself,
+    without a DataFrame (the online path calls it on Feast's response dict: one row, no pandas
+    overhead). Returns ``hist_* -> sequence``, in :data:`HISTORY_INPUTS` order."""
+    nothing = [None] * n
+    out: dict[str, Any] = {}
+    for hist in HISTORY_INPUTS:
+        if hist == DAYS_SINCE_LAST:
+            last = _epoch_seconds(gold.get(prefix + LAST_APPLICATION, nothing), n)
+            now = _epoch_seconds(datetime.now(UTC) if as_of is None else as_of, n)
+            out[hist] = (now - last) / 86_400.0
+        else:
+            out[hist] = gold.get(prefix + HISTORY_SOURCE_COLUMNS[hist], nothing)
+    return out
+
+
+def _epoch_seconds(values: Any, n: int) -> np.ndarray:
+    """Seconds since the epoch (float, NaN for missing) of one datetime or a sequence of n;
+    naive datetimes are taken as UTC."""
+    if values is None or isinstance(values, datetime | np.datetime64 | str):
+        values = [values] * n
+    if isinstance(values, list) and all(v is None or type(v) is datetime for v in values):
+        # the online path: a few datetime objects, no pandas round trip
+        return np.array(
+            [np.nan if v is None else (v if v.tzinfo else v.replace(tzinfo=UTC)).timestamp()
+             for v in values],
+            dtype="float64",
+        )  # fmt: skip
+    stamps = pd.to_datetime(pd.Series(values, dtype=object), utc=True, errors="coerce")
+    seconds = stamps.to_numpy(dtype="datetime64[ns]").astype("int64") / 1e9
+    return np.where(stamps.isna().to_numpy(), np.nan, seconds)
 
 
 def request_to_application(

@@ -29,8 +29,8 @@ from typing import TYPE_CHECKING
 import pandas as pd
 import trino
 
-from ml.feature_store import FEATURE_SERVICE, HISTORY_VIEW, history_columns
-from ml.features import HISTORY_INPUTS
+from ml.feature_store import FEATURE_SERVICE, HISTORY_VIEW
+from ml.features import HISTORY_INPUTS, history_columns
 from ml.train import LABEL
 from safra.lakehouse import trino_connection
 from safra.settings import Settings

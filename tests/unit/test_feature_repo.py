@@ -1,24 +1,21 @@
-"""The Feast repo's declarations and the history mapping (no services: the repo is only parsed)."""
+"""The Feast repo's declarations (no services: the repo is only parsed)."""
 
 from __future__ import annotations
 
 import os
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
-import numpy as np
-import pandas as pd
 import pytest
 
 from ml.feature_store import (
     FEATURE_SERVICE,
     HISTORY_VIEW,
+    PROFILE_FIELDS,
     feast_environment,
-    history_columns,
-    history_inputs,
     redis_connection_string,
     repo_contents,
 )
-from ml.features import HISTORY_INPUTS
+from ml.features import HISTORY_INPUTS, HISTORY_SOURCE_COLUMNS, LAST_APPLICATION
 from safra.settings import Settings
 
 
@@ -97,6 +94,16 @@ def test_the_model_service_lists_exactly_the_history_and_profile(contents) -> No
     ]
 
 
+def test_the_service_carries_every_column_the_history_inputs_read(contents) -> None:
+    """One name per concept: a history input is ``hist_`` + the gold (= Feast) column it reads."""
+    (service,) = contents.feature_services
+    (projection,) = service.feature_view_projections
+    served = {f.name for f in projection.features}
+    assert set(HISTORY_SOURCE_COLUMNS.values()) | {LAST_APPLICATION} | set(PROFILE_FIELDS) == served
+    assert set(HISTORY_SOURCE_COLUMNS) | {"hist_dias_desde_ultima"} == set(HISTORY_INPUTS)
+    assert all(hist == f"hist_{gold}" for hist, gold in HISTORY_SOURCE_COLUMNS.items())
+
+
 def test_feast_environment_comes_from_settings(tmp_path) -> None:
     s = Settings(
         data_dir=tmp_path, feast_project="p1", trino_host="trino.example", trino_port=8443,
@@ -120,45 +127,3 @@ def test_redis_connection_string() -> None:
     )
     with pytest.raises(ValueError, match="SAFRA_REDIS_URL"):
         redis_connection_string("http://h:1")
-
-
-def test_history_columns_maps_gold_to_model_inputs() -> None:
-    last = datetime(2026, 1, 1, tzinfo=UTC)
-    gold = pd.DataFrame(
-        {
-            "proponente_historico__n_solicitacoes": [2, None],
-            "proponente_historico__valor_medio": [100.0, None],
-            "proponente_historico__valor_max": [150.0, None],
-            "proponente_historico__valor_desvio": [70.7, None],
-            "proponente_historico__score_medio": [600.0, None],
-            "proponente_historico__share_ibama": [0.5, None],
-            "proponente_historico__ultima_solicitacao": [last, None],
-            "proponente_historico__inadimplencias_anteriores": [1, None],
-            "proponente_historico__desfechos_conhecidos": [1, None],
-            "proponente_historico__perfil_volatilidade": ["MODERADO", None],
-            "proponente_historico__perfil_frequencia": ["RECORRENTE", None],
-        },
-        index=[10, 11],
-    )
-    as_of = pd.Series([last + timedelta(days=3, hours=12), last], index=[10, 11])
-    out = history_columns(gold, as_of, prefix="proponente_historico__")
-    assert list(out.columns) == list(HISTORY_INPUTS)
-    assert list(out.index) == [10, 11]
-    first = out.loc[10]
-    assert first["hist_n_solicitacoes"] == 2
-    assert first["hist_valor_max"] == 150.0
-    assert first["hist_dias_desde_ultima"] == pytest.approx(3.5)
-    assert first["hist_perfil_volatilidade"] == "MODERADO"
-    # no history: every input null, never zeros
-    assert out.loc[11].isna().all()
-
-
-def test_history_inputs_on_columns_matches_the_frame_path() -> None:
-    last = datetime(2026, 3, 1, 6, tzinfo=UTC)
-    cols = {"n_solicitacoes": [4], "valor_medio": [10.0], "ultima_solicitacao": [last]}
-    direct = history_inputs(cols, 1, as_of=datetime(2026, 3, 2, 6, tzinfo=UTC))
-    framed = history_columns(pd.DataFrame(cols), as_of=datetime(2026, 3, 2, 6, tzinfo=UTC))
-    assert direct["hist_dias_desde_ultima"][0] == pytest.approx(1.0)
-    assert framed["hist_dias_desde_ultima"].iloc[0] == pytest.approx(1.0)
-    assert direct["hist_valor_medio"] == [10.0] and direct["hist_score_medio"] == [None]
-    assert np.isnan(history_inputs({}, 1)["hist_dias_desde_ultima"][0])

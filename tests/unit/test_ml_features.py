@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 
 import numpy as np
 import pandas as pd
@@ -14,10 +14,13 @@ from ml.features import (
     CATEGORICAL,
     FEATURE_COLUMNS,
     HISTORY_CATEGORICAL,
+    HISTORY_INPUTS,
     HISTORY_NUMERIC,
     KNOWN_FLAG,
     NUMERIC,
     REGION_BY_UF,
+    history_columns,
+    history_inputs,
     model_inputs,
     request_to_application,
 )
@@ -208,3 +211,45 @@ def test_request_mapping_rejects_bad_requests(change: dict, message: str) -> Non
     }
     with pytest.raises(ValueError, match=message):
         request_to_application({**req, **change})
+
+
+def test_history_columns_maps_gold_to_model_inputs() -> None:
+    last = datetime(2026, 1, 1, tzinfo=UTC)
+    gold = pd.DataFrame(
+        {
+            "proponente_historico__n_solicitacoes": [2, None],
+            "proponente_historico__valor_medio": [100.0, None],
+            "proponente_historico__valor_max": [150.0, None],
+            "proponente_historico__valor_desvio": [70.7, None],
+            "proponente_historico__score_medio": [600.0, None],
+            "proponente_historico__share_ibama": [0.5, None],
+            "proponente_historico__ultima_solicitacao": [last, None],
+            "proponente_historico__inadimplencias_anteriores": [1, None],
+            "proponente_historico__desfechos_conhecidos": [1, None],
+            "proponente_historico__perfil_volatilidade": ["MODERADO", None],
+            "proponente_historico__perfil_frequencia": ["RECORRENTE", None],
+        },
+        index=[10, 11],
+    )
+    as_of = pd.Series([last + timedelta(days=3, hours=12), last], index=[10, 11])
+    out = history_columns(gold, as_of, prefix="proponente_historico__")
+    assert list(out.columns) == list(HISTORY_INPUTS)
+    assert list(out.index) == [10, 11]
+    first = out.loc[10]
+    assert first["hist_n_solicitacoes"] == 2
+    assert first["hist_valor_max"] == 150.0
+    assert first["hist_dias_desde_ultima"] == pytest.approx(3.5)
+    assert first["hist_perfil_volatilidade"] == "MODERADO"
+    # no history: every input null, never zeros
+    assert out.loc[11].isna().all()
+
+
+def test_history_inputs_on_columns_matches_the_frame_path() -> None:
+    last = datetime(2026, 3, 1, 6, tzinfo=UTC)
+    cols = {"n_solicitacoes": [4], "valor_medio": [10.0], "ultima_solicitacao": [last]}
+    direct = history_inputs(cols, 1, as_of=datetime(2026, 3, 2, 6, tzinfo=UTC))
+    framed = history_columns(pd.DataFrame(cols), as_of=datetime(2026, 3, 2, 6, tzinfo=UTC))
+    assert direct["hist_dias_desde_ultima"][0] == pytest.approx(1.0)
+    assert framed["hist_dias_desde_ultima"].iloc[0] == pytest.approx(1.0)
+    assert direct["hist_valor_medio"] == [10.0] and direct["hist_score_medio"] == [None]
+    assert np.isnan(history_inputs({}, 1)["hist_dias_desde_ultima"][0])
