@@ -2,8 +2,8 @@
 
 The **reference** is the sample of the champion's training inputs that :mod:`ml.train` logs with
 every run (``reference/train_sample.parquet``: the model inputs, the label and the model's
-``prob_default``). ``models:/<name>@champion`` is resolved to a version, the version to its run,
-the run's artifact downloaded.
+``prob_default``). ``models:/<name>@champion`` is resolved to a version and the version's sample
+read with :func:`ml.registry.reference_sample`.
 
 The **current** data comes from one or more sources, each compared on its own (their populations
 differ, so they are never mixed):
@@ -49,7 +49,6 @@ from __future__ import annotations
 import json
 import logging
 import shutil
-import tempfile
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -60,10 +59,23 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ml.features import APPLICATION_NUMERIC, model_inputs
-from ml.registry import CHAMPION, experiment_id, load_version, tracking_client, version_by_alias
+from ml.features import (
+    APPLICATION_CATEGORICAL,
+    APPLICATION_FIELDS,
+    APPLICATION_NUMERIC,
+    model_inputs,
+)
+from ml.registry import (
+    CHAMPION,
+    experiment_id,
+    load_version,
+    metric_key,
+    reference_sample,
+    tracking_client,
+    version_by_alias,
+    version_run_id,
+)
 from ml.registry import predict_default_probability as _predict
-from ml.train import REFERENCE_ARTIFACT
 from safra.lakehouse import trino_cursor
 from safra.settings import Settings
 
@@ -81,12 +93,7 @@ MONITORED_NUMERIC: tuple[str, ...] = (
     "parcela_sobre_renda_mensal",
     PREDICTION,
 )
-MONITORED_CATEGORICAL: tuple[str, ...] = (
-    "cultura_principal",
-    "uf",
-    "tipo_pessoa",
-    "finalidade_credito",
-)
+MONITORED_CATEGORICAL: tuple[str, ...] = APPLICATION_CATEGORICAL
 NUM_METHOD = "wasserstein"
 CAT_METHOD = "jensenshannon"
 COLUMN_THRESHOLD = 0.15
@@ -335,7 +342,6 @@ class Reference:
 
 def champion_reference(settings: Settings, model_name: str | None = None) -> Reference:
     """The champion's version and its reference sample; DriftError without champion or sample."""
-    from mlflow.artifacts import download_artifacts
     from mlflow.exceptions import MlflowException
 
     name = model_name or settings.model_name
@@ -352,23 +358,11 @@ def champion_reference(settings: Settings, model_name: str | None = None) -> Ref
             f"{settings.mlflow_tracking_uri} (train and promote one first: safra train, then "
             "safra promote)"
         )
-    run_id = client.get_model_version(name, version).run_id
-    if not run_id:
-        raise DriftError(
-            f"{name} version {version} has no run: no reference sample to compare with"
-        )
-    with tempfile.TemporaryDirectory() as tmp:
-        try:
-            path = download_artifacts(
-                run_id=run_id, artifact_path=REFERENCE_ARTIFACT, dst_path=tmp,
-                tracking_uri=settings.mlflow_tracking_uri,
-            )  # fmt: skip
-        except (MlflowException, OSError) as exc:
-            raise DriftError(
-                f"{name} version {version} (run {run_id}) has no reference sample "
-                f"{REFERENCE_ARTIFACT!r}: {exc}"
-            ) from exc
-        data = pd.read_parquet(path)
+    try:
+        data = reference_sample(client, name, version)
+    except LookupError as exc:
+        raise DriftError(str(exc)) from exc
+    run_id = version_run_id(client, name, version) or ""  # there is one: its sample was read
     logger.info("reference: %s v%s, run %s, %d rows", name, version, run_id, len(data))
     return Reference(name, version, run_id, data)
 
@@ -399,19 +393,12 @@ def _query(settings: Settings, sql: str, params: list[Any]) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=names)
 
 
-APPLICATION_COLUMNS: tuple[str, ...] = (
-    "renda_bruta_anual_declarada", "valor_solicitado_credito", "prazo_meses",
-    "area_total_hectares", "anos_experiencia", "serasa_score", "possui_experiencia_atividade",
-    "ibama_autuacoes_ativas", "cultura_principal", "uf", "tipo_pessoa", "finalidade_credito",
-)  # fmt: skip
-"""The silver columns :func:`ml.features.model_inputs` reads."""
-
-
 def read_applications(
     settings: Settings, *, last: int, since: datetime | None = None
 ) -> pd.DataFrame:
     """The ``last`` newest valid silver applications (by ``data_solicitacao``), since ``since``,
-    from ``<SAFRA_SCHEMA_PREFIX>silver.silver_applications``."""
+    from ``<SAFRA_SCHEMA_PREFIX>silver.silver_applications``: the columns
+    :func:`ml.features.model_inputs` reads (:data:`ml.features.APPLICATION_FIELDS`)."""
     schema = f"{settings.schema_prefix}silver"
     table = f'{settings.iceberg_catalog}."{schema}".silver_applications'
     where, params = "registro_valido", []
@@ -419,7 +406,7 @@ def read_applications(
         where += " and data_solicitacao >= ?"
         params.append(_utc(since))
     sql = (
-        f"select data_solicitacao, {', '.join(APPLICATION_COLUMNS)} from {table} "
+        f"select data_solicitacao, {', '.join(APPLICATION_FIELDS)} from {table} "
         f"where {where} order by data_solicitacao desc limit {int(last)}"
     )
     return _query(settings, sql, params)
@@ -561,11 +548,6 @@ def check_drift(
     return result
 
 
-def _metric_key(*parts: str) -> str:
-    raw = ".".join(parts)
-    return "".join(c if c.isalnum() or c in "_-./ " else "_" for c in raw)
-
-
 def _log_run(
     settings: Settings,
     ref: Reference,
@@ -588,14 +570,14 @@ def _log_run(
     }
     for source, sd in results.items():
         c = sd.comparison
-        metrics[_metric_key(source, "drift")] = float(c.drift)
-        metrics[_metric_key(source, "drifted_share")] = c.drifted_share
-        metrics[_metric_key(source, "drifted_columns")] = float(len(c.drifted_columns))
-        metrics[_metric_key(source, "rows_current")] = float(c.rows_current)
-        metrics[_metric_key(source, "rows_reference")] = float(c.rows_reference)
+        metrics[metric_key(source, "drift")] = float(c.drift)
+        metrics[metric_key(source, "drifted_share")] = c.drifted_share
+        metrics[metric_key(source, "drifted_columns")] = float(len(c.drifted_columns))
+        metrics[metric_key(source, "rows_current")] = float(c.rows_current)
+        metrics[metric_key(source, "rows_reference")] = float(c.rows_reference)
         for column, score in c.column_scores.items():
             if np.isfinite(score):
-                metrics[_metric_key(source, "column", column)] = score
+                metrics[metric_key(source, "column", column)] = score
     tags = {
         "model_name": ref.model_name,
         "model_version": ref.version,

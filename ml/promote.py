@@ -22,10 +22,8 @@ list is the history; read it with :func:`promotion_log`). Dry runs record nothin
 
 from __future__ import annotations
 
-import getpass
 import hashlib
 import logging
-import os
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -42,6 +40,7 @@ from ml.registry import (
     CHAMPION,
     MODEL_NAME,
     PREVIOUS_CHAMPION,
+    actor,
     experiment_id,
     load_version,
     predict_default_probability,
@@ -114,17 +113,6 @@ class PromotionDecision:
     @property
     def reason(self) -> str:
         return "; ".join(self.reasons)
-
-
-def actor() -> str:
-    """Who decides: ``SAFRA_ACTOR`` (set by Airflow / CI), else the OS user."""
-    explicit = os.environ.get("SAFRA_ACTOR")
-    if explicit:
-        return explicit
-    try:
-        return getpass.getuser()
-    except (KeyError, OSError):
-        return "unknown"
 
 
 def _now() -> str:

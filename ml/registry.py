@@ -1,13 +1,24 @@
-"""The MLflow registry as Safra uses it: aliases, loading a version, scoring with it.
+"""The MLflow registry as Safra uses it: aliases, loading a version, scoring with it, and what
+travels with a version.
 
 Aliases, not stages: ``challenger`` (the newest trained candidate), ``champion`` (what serving
 follows), ``previous-champion`` (what :func:`ml.promote.rollback` restores). The registry keeps no
 alias history; :mod:`ml.promote` keeps the promotion log.
+
+Every training run logs a **reference sample** of its training inputs
+(:data:`REFERENCE_ARTIFACT`: model inputs, the label, the model's ``prob_default``):
+:func:`log_reference_sample` writes it (:mod:`ml.train`), :func:`reference_sample` reads it back
+for a registered version (the drift monitor, :mod:`ml.drift`; the API's reasons,
+:mod:`serving.model_watcher`).
 """
 
 from __future__ import annotations
 
+import getpass
 import logging
+import os
+import tempfile
+from pathlib import Path
 from typing import Any
 
 import mlflow
@@ -25,6 +36,8 @@ CHAMPION = "champion"
 PREVIOUS_CHAMPION = "previous-champion"
 MODEL_NAME = "safra-credit"
 """The registered model's default name."""
+REFERENCE_ARTIFACT = "reference/train_sample.parquet"
+"""Where a training run keeps its reference sample (an artifact path of the run)."""
 
 
 def tracking_client(settings: Settings) -> MlflowClient:
@@ -58,6 +71,62 @@ def version_by_alias(client: MlflowClient, model_name: str, alias: str) -> str |
         if exc.error_code in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"):
             return None
         raise
+
+
+def version_run_id(client: MlflowClient, model_name: str, version: str) -> str | None:
+    """The training run of ``model_name`` version ``version`` (its ``run_id``, else the
+    ``run_id`` tag), None when the version records none."""
+    meta = client.get_model_version(model_name, version)
+    return meta.run_id or (meta.tags or {}).get("run_id") or None
+
+
+def actor() -> str:
+    """Who acts (trains, promotes): ``SAFRA_ACTOR`` (set by Airflow / CI), else the OS user."""
+    explicit = os.environ.get("SAFRA_ACTOR")
+    if explicit:
+        return explicit
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return "unknown"
+
+
+def metric_key(*parts: str) -> str:
+    """An MLflow-safe metric name of ``parts`` joined by dots (letters, digits, ``_ - . /`` and
+    spaces; anything else becomes ``_``)."""
+    raw = ".".join(parts)
+    return "".join(c if c.isalnum() or c in "_-./ " else "_" for c in raw)
+
+
+def log_reference_sample(sample: pd.DataFrame) -> None:
+    """Log ``sample`` as the active run's reference sample (:data:`REFERENCE_ARTIFACT`)."""
+    artifact = Path(REFERENCE_ARTIFACT)
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / artifact.name
+        sample.to_parquet(path, index=False)
+        mlflow.log_artifact(str(path), artifact_path=str(artifact.parent))
+
+
+def reference_sample(client: MlflowClient, model_name: str, version: str) -> pd.DataFrame:
+    """The reference sample of ``model_name`` version ``version``'s training run.
+
+    LookupError (naming the version, the run and the cause) when the version records no run or
+    its run has no sample; MlflowException when the registry cannot be read.
+    """
+    run_id = version_run_id(client, model_name, version)
+    if not run_id:
+        raise LookupError(
+            f"{model_name} version {version} has no run: no reference sample to compare with"
+        )
+    with tempfile.TemporaryDirectory() as tmp:
+        try:
+            path = client.download_artifacts(run_id, REFERENCE_ARTIFACT, dst_path=tmp)
+        except (MlflowException, OSError) as exc:
+            raise LookupError(
+                f"{model_name} version {version} (run {run_id}) has no reference sample "
+                f"{REFERENCE_ARTIFACT!r}: {exc}"
+            ) from exc
+        return pd.read_parquet(path)
 
 
 def load_version(model_name: str, version: str) -> Any:

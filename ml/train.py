@@ -9,16 +9,15 @@ promotion compares).
 
 :func:`fit_candidates` is pure (no MLflow): the benchmark and the tests use it directly.
 :func:`train_and_register` adds the MLflow run (params, metrics, per-segment metrics, plots,
-model with signature and input example, lineage tags, a reference sample for the drift monitor),
-registers the winner and points the ``challenger`` alias at it.
+model with signature and input example, lineage tags, a reference sample for the drift monitor
+and the API's reasons: :func:`ml.registry.log_reference_sample`), registers the winner and points
+the ``challenger`` alias at it.
 """
 
 from __future__ import annotations
 
 import logging
-import os
 import subprocess
-import tempfile
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -43,7 +42,15 @@ from threadpoolctl import threadpool_limits
 
 from ml import evaluate
 from ml.features import CATEGORICAL, FEATURE_COLUMNS, FEATURE_SET_VERSION, NUMERIC, model_inputs
-from ml.registry import CHALLENGER, MODEL_NAME, experiment_id, tracking_client
+from ml.registry import (
+    CHALLENGER,
+    MODEL_NAME,
+    actor,
+    experiment_id,
+    log_reference_sample,
+    metric_key,
+    tracking_client,
+)
 from safra.settings import Settings, get_settings
 
 logger = logging.getLogger(__name__)
@@ -53,7 +60,6 @@ LABEL = "inadimplente"
 SELECTION_METRIC = "roc_auc"
 """Candidates are ranked by validation ROC-AUC."""
 REFERENCE_SAMPLE_ROWS = 5_000
-REFERENCE_ARTIFACT = "reference/train_sample.parquet"
 RF_MAX_ROWS_PER_TREE = 100_000
 """Each random-forest tree sees a bootstrap sample of at most this many rows (``max_samples``):
 on 2 cores a forest of full-size trees over a million rows is too slow, and the forest's quality
@@ -267,12 +273,6 @@ def git_commit(cwd: Path | None = None) -> str | None:
     return f"{head}-dirty" if dirty else head
 
 
-def _metric_key(*parts: str) -> str:
-    """An MLflow-safe metric name (letters, digits, ``_ - . /`` and spaces)."""
-    raw = ".".join(parts)
-    return "".join(c if c.isalnum() or c in "_-./ " else "_" for c in raw)
-
-
 def _classifier_params(classifier: ClassifierMixin) -> dict[str, Any]:
     return {
         k: v
@@ -321,7 +321,9 @@ def _log_figures(y: np.ndarray, prob: np.ndarray, deny_above: float) -> None:
         mlflow.log_figure(make(), artifact)
 
 
-def _log_reference_sample(selection: Selection, random_state: int, label_col: str) -> None:
+def _reference_sample(selection: Selection, random_state: int, label_col: str) -> pd.DataFrame:
+    """At most :data:`REFERENCE_SAMPLE_ROWS` training rows: model inputs, the label and the
+    winner's ``prob_default`` (what :func:`ml.registry.log_reference_sample` keeps)."""
     x = selection.train_inputs
     n = min(REFERENCE_SAMPLE_ROWS, len(x))
     rows = np.random.default_rng(random_state).choice(len(x), size=n, replace=False)
@@ -329,10 +331,7 @@ def _log_reference_sample(selection: Selection, random_state: int, label_col: st
     sample = x.iloc[rows].reset_index(drop=True)
     sample[label_col] = selection.y_train[rows]
     sample["prob_default"] = selection.best.pipeline.predict_proba(x.iloc[rows])[:, 1]
-    with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / Path(REFERENCE_ARTIFACT).name
-        sample.to_parquet(path, index=False)
-        mlflow.log_artifact(str(path), artifact_path=str(Path(REFERENCE_ARTIFACT).parent))
+    return sample
 
 
 def train_and_register(
@@ -385,7 +384,7 @@ def train_and_register(
             "model_name": model_name,
             "winner": selection.winner,
             "feature_set_version": FEATURE_SET_VERSION,
-            "actor": os.environ.get("SAFRA_ACTOR") or _user(),
+            "actor": actor(),
         }
     )
 
@@ -419,20 +418,20 @@ def train_and_register(
 
         metric_values = {f"valid_{k}": v for k, v in winner_metrics.items()}
         for name, fit in selection.candidates.items():
-            metric_values[_metric_key("candidate", name, "valid_roc_auc")] = fit.metrics["roc_auc"]
-            metric_values[_metric_key("candidate", name, "valid_f1_at_threshold")] = fit.metrics[
+            metric_values[metric_key("candidate", name, "valid_roc_auc")] = fit.metrics["roc_auc"]
+            metric_values[metric_key("candidate", name, "valid_f1_at_threshold")] = fit.metrics[
                 "f1_at_threshold"
             ]
-            metric_values[_metric_key("candidate", name, "fit_seconds")] = fit.fit_seconds
+            metric_values[metric_key("candidate", name, "fit_seconds")] = fit.fit_seconds
         for row in segments.itertuples(index=False):
             for metric in ("roc_auc", "f1_at_threshold", "n", "observed_rate", "mean_prob"):
-                metric_values[_metric_key("segment", row.segment, str(row.value), metric)] = float(
+                metric_values[metric_key("segment", row.segment, str(row.value), metric)] = float(
                     getattr(row, metric)
                 )
         mlflow.log_metrics(_finite(metric_values))
         mlflow.log_table(segments, "evaluation/segment_metrics.json")
         _log_figures(selection.y_valid, best.valid_prob, deny_above)
-        _log_reference_sample(selection, random_state, label_col)
+        log_reference_sample(_reference_sample(selection, random_state, label_col))
 
         example = selection.valid_inputs.head(5)
         info = mlflow.sklearn.log_model(
@@ -481,12 +480,3 @@ def train_and_register(
         segment_metrics=segments,
         pipeline=best.pipeline,
     )
-
-
-def _user() -> str:
-    import getpass
-
-    try:
-        return getpass.getuser()
-    except (KeyError, OSError):
-        return "unknown"

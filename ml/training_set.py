@@ -30,7 +30,7 @@ import pandas as pd
 import trino
 
 from ml.feature_store import FEATURE_SERVICE, HISTORY_VIEW
-from ml.features import HISTORY_INPUTS, history_columns
+from ml.features import APPLICATION_FIELDS, HISTORY_INPUTS, history_columns
 from ml.train import LABEL
 from safra.lakehouse import trino_connection
 from safra.settings import Settings
@@ -44,23 +44,13 @@ APPLICATION_COLUMNS: tuple[str, ...] = (
     "id_solicitacao",
     "proponente_id",
     "data_solicitacao",
-    "tipo_pessoa",
-    "renda_bruta_anual_declarada",
-    "valor_solicitado_credito",
-    "finalidade_credito",
-    "uf",
+    *APPLICATION_FIELDS,
     "municipio",
-    "area_total_hectares",
-    "cultura_principal",
-    "possui_experiencia_atividade",
-    "anos_experiencia",
-    "serasa_score",
-    "ibama_autuacoes_ativas",
-    "prazo_meses",
     "faixa_risco_credito",
     "origem_dados",
 )
-"""The application fields each row carries (silver names)."""
+"""The application fields each row carries (silver names): the ids and time, what
+:func:`ml.features.model_inputs` reads, and the location, risk band and origin."""
 ENTITY_TIMESTAMP = "event_timestamp"
 """The moment each row asks the history about: ``data_solicitacao`` minus one millisecond."""
 SOURCE_TABLES: Mapping[str, tuple[str, str]] = {

@@ -302,18 +302,21 @@ class ModelWatcher:
 def load_from_registry(client: Any, model_name: str, version: str) -> ServingModel:
     """``model_name`` v``version`` from the MLflow registry, with its run's metrics, its version
     tags (``champion_since``, ``promotion.*``) and the reference applicant of the reasons."""
-    from ml.registry import load_version
+    from ml.registry import load_version, reference_sample, version_run_id
     from serving.reasons import reference_values
 
     meta = client.get_model_version(model_name, version)
     model = load_version(model_name, version)
-    run_id = meta.run_id or (meta.tags or {}).get("run_id")
+    run_id = version_run_id(client, model_name, version)
     metrics: dict[str, float] = {}
     reference: dict[str, Any] = {}
     if run_id:
         run = client.get_run(run_id)
         metrics = {k: v for k, v in run.data.metrics.items() if math.isfinite(v)}
-        reference = reference_values(_reference_sample(run_id))
+        try:
+            reference = reference_values(reference_sample(client, model_name, version))
+        except LookupError as exc:
+            logger.warning("%s", exc)
     if not reference:
         logger.warning(
             "%s v%s: no reference sample; answers will carry no reasons", model_name, version
@@ -329,25 +332,6 @@ def load_from_registry(client: Any, model_name: str, version: str) -> ServingMod
         tags=tags,
         champion_since=tags.get("champion_since"),
     )
-
-
-def _reference_sample(run_id: str) -> pd.DataFrame:
-    import tempfile
-
-    import mlflow
-    from mlflow.exceptions import MlflowException
-
-    from ml.train import REFERENCE_ARTIFACT
-
-    with tempfile.TemporaryDirectory() as tmp:
-        try:
-            path = mlflow.artifacts.download_artifacts(
-                run_id=run_id, artifact_path=REFERENCE_ARTIFACT, dst_path=tmp
-            )
-        except (MlflowException, OSError) as exc:
-            logger.warning("run %s: no %s (%s)", run_id, REFERENCE_ARTIFACT, exc)
-            return pd.DataFrame()
-        return pd.read_parquet(path)
 
 
 def registry_watcher(settings: Any, **kwargs: Any) -> ModelWatcher:

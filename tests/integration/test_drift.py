@@ -23,7 +23,6 @@ from typer.testing import CliRunner
 
 from commands.cli import app
 from ml.drift import (
-    APPLICATION_COLUMNS,
     MONITORED_CATEGORICAL,
     MONITORED_NUMERIC,
     PREDICTION,
@@ -31,7 +30,7 @@ from ml.drift import (
     check_drift,
     current_inputs,
 )
-from ml.features import NUMERIC
+from ml.features import APPLICATION_FIELDS, NUMERIC
 from ml.registry import CHAMPION, load_version, tracking_client
 from ml.train import train_and_register
 from pipelines.simulator import applications_frame, generate_applications, generate_outcomes
@@ -174,13 +173,13 @@ def lakehouse(champion, local_stack: Settings) -> Iterator[dict[str, str]]:
             rows = []
             for rec in part.to_dict("records"):
                 when = f"from_unixtime({int(rec['data_solicitacao'])} / 1000.0)"
-                values = [_sql(rec[c]) for c in APPLICATION_COLUMNS]
+                values = [_sql(rec[c]) for c in APPLICATION_FIELDS]
                 rows.append(f"({when}, true, {', '.join(values)})")
             # one invalid row, newest of all: never read
             rows.append(f"(from_unixtime(4102444800), false, {', '.join(['NULL'] * 12)})")
             run(
                 f'insert into {cat}."{silver}".silver_applications (data_solicitacao, '
-                f"registro_valido, {', '.join(APPLICATION_COLUMNS)}) values {', '.join(rows)}"
+                f"registro_valido, {', '.join(APPLICATION_FIELDS)}) values {', '.join(rows)}"
             )
             scored = []
             for idx in part.index:

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from pathlib import Path
 
 import mlflow
 import numpy as np
@@ -17,8 +16,15 @@ from sklearn.ensemble import HistGradientBoostingClassifier, RandomForestClassif
 
 from ml.features import FEATURE_COLUMNS, model_inputs
 from ml.promote import promote_if_better, promotion_log, rollback
-from ml.registry import CHALLENGER, CHAMPION, PREVIOUS_CHAMPION, tracking_client, version_by_alias
-from ml.train import REFERENCE_ARTIFACT, out_of_time_split, train_and_register
+from ml.registry import (
+    CHALLENGER,
+    CHAMPION,
+    PREVIOUS_CHAMPION,
+    reference_sample,
+    tracking_client,
+    version_by_alias,
+)
+from ml.train import out_of_time_split, train_and_register
 from pipelines.simulator import (
     applications_frame,
     best_achievable_auc,
@@ -111,10 +117,7 @@ def test_training_run_is_logged_registered_and_loadable(
         "plots/calibration.png",
         "plots/confusion_at_threshold.png",
     } <= artifacts
-    local = Path(
-        mlflow.artifacts.download_artifacts(run_id=result.run_id, artifact_path=REFERENCE_ARTIFACT)
-    )
-    reference = pd.read_parquet(local)
+    reference = reference_sample(client, name, str(result.version))  # the version's own run
     assert 0 < len(reference) <= 5_000
     assert set(FEATURE_COLUMNS) <= set(reference.columns)
     assert not {"cpf_cnpj", "nome_razao_social"} & set(reference.columns)
