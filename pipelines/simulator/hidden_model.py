@@ -12,6 +12,9 @@ regional shocks and undo a bureau recalibration (see :mod:`pipelines.simulator.s
 The input is one row per application, with the application's flat columns (nested records
 flattened: ``uf`` and ``serasa_score`` rather than ``localizacao_propriedade.uf``); see
 :data:`REQUIRED_COLUMNS`. ``prazo_meses`` is optional (12 when absent).
+
+:func:`best_achievable_auc_by_origin` is the ceiling a trained model is held against: the edges
+(``safra train``, the demo) hand it to :func:`ml.train.run_train`, which never imports this module.
 """
 
 from __future__ import annotations
@@ -25,6 +28,12 @@ from pipelines.simulator.geography import UFS
 from pipelines.simulator.scenarios import get_scenario
 
 logger = logging.getLogger(__name__)
+
+LABEL = "inadimplente"
+"""The sampled outcome: whether the credit defaulted."""
+ORIGIN = "origem_dados"
+"""Where a row came from: ``simulador-safra/<scenario>`` for the simulator's rows
+(:data:`pipelines.simulator.generator.DATA_ORIGIN`)."""
 
 REQUIRED_COLUMNS: tuple[str, ...] = (
     "tipo_pessoa",
@@ -175,3 +184,29 @@ def best_achievable_auc(
     No model that sees only these applications can do better in expectation.
     """
     return roc_auc(np.asarray(labels), default_probability(df, scenario))
+
+
+def scenario_of_origin(origem_dados: object) -> str:
+    """The scenario an ``origem_dados`` value records (``simulador-safra/<scenario>``);
+    ``baseline`` when it names none."""
+    _, _, scenario = str(origem_dados).partition("/")
+    return scenario or "baseline"
+
+
+def best_achievable_auc_by_origin(labelled: pd.DataFrame) -> float | None:
+    """:func:`best_achievable_auc` of labelled applications (``inadimplente``), each row under the
+    scenario it was generated with (:data:`ORIGIN`; baseline when absent). None when the rows
+    hold one class only."""
+    y = labelled[LABEL].astype(bool).to_numpy()
+    if y.all() or not y.any():
+        return None
+    scenarios = (
+        labelled[ORIGIN].fillna("").map(scenario_of_origin)
+        if ORIGIN in labelled.columns
+        else pd.Series("baseline", index=labelled.index)
+    )
+    truth = np.empty(len(labelled), dtype=float)
+    for scenario, rows in scenarios.groupby(scenarios).groups.items():
+        where = labelled.index.get_indexer(rows)
+        truth[where] = default_probability(labelled.loc[rows], str(scenario))
+    return roc_auc(y, truth)

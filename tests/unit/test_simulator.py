@@ -24,7 +24,7 @@ from pipelines.simulator import (
     live_applications,
 )
 from pipelines.simulator.geography import CROPS, FARM_JITTER_DEGREES, UFS, crop_weights
-from pipelines.simulator.hidden_model import roc_auc
+from pipelines.simulator.hidden_model import best_achievable_auc_by_origin, roc_auc
 
 START = datetime(2024, 1, 1, tzinfo=UTC)
 END = datetime(2024, 10, 1, tzinfo=UTC)
@@ -293,6 +293,24 @@ def test_base_rate_and_best_achievable_auc_are_learnable(baseline: pd.DataFrame)
     auc = best_achievable_auc(baseline, baseline["inadimplente"])
     assert 0.70 < auc < 0.95
     assert 0.80 < auc < 0.88
+
+
+def test_the_ceiling_by_origin_takes_each_row_under_its_own_scenario() -> None:
+    base = labelled(3_000, seed=3)
+    recalibrated = labelled(3_000, seed=4, scenario="bureau_recalibration")
+    mixed = pd.concat([base, recalibrated], ignore_index=True)
+    truth = np.concatenate(
+        [default_probability(base), default_probability(recalibrated, "bureau_recalibration")]
+    )
+    expected = roc_auc(mixed["inadimplente"].to_numpy(), truth)
+    assert best_achievable_auc_by_origin(mixed) == pytest.approx(expected)
+    # taking every row as baseline would understate it
+    assert best_achievable_auc(mixed, mixed["inadimplente"]) < expected - 0.005
+    # no origin: baseline; one class: no ceiling
+    assert best_achievable_auc_by_origin(base.drop(columns="origem_dados")) == pytest.approx(
+        best_achievable_auc(base, base["inadimplente"])
+    )
+    assert best_achievable_auc_by_origin(base[~base["inadimplente"].astype(bool)]) is None
 
 
 def test_roc_auc_rank_formula() -> None:
