@@ -366,7 +366,7 @@ def features_cmd(
     as_json: Annotated[bool, typer.Option("--json", help="print the JSON report only")] = False,
 ) -> None:
     """Register the Feast repo (feast apply) and materialize new gold rows into Redis."""
-    from ml.workflow import run_features
+    from ml.feature_store import run_features
 
     _ml_logging(as_json)
     try:
@@ -402,11 +402,15 @@ def train_cmd(
     as_json: Annotated[bool, typer.Option("--json", help="print the JSON report only")] = False,
 ) -> None:
     """Feast point-in-time training set → candidates → MLflow run → version @challenger."""
-    from ml.workflow import run_train
+    from ml.train import run_train
+    from pipelines.simulator.hidden_model import best_achievable_auc_by_origin
 
     _ml_logging(as_json)
     try:
-        report = run_train(get_settings(), since, until, valid_fraction, valid_days, n_jobs)
+        report = run_train(
+            get_settings(), since, until, valid_fraction, valid_days, n_jobs,
+            ceiling=best_achievable_auc_by_origin,
+        )  # fmt: skip
     except (ValueError, FileNotFoundError, ConnectionError) as exc:
         _fail(exc)
     if as_json:
@@ -471,7 +475,7 @@ def promote_cmd(
     Exit code 0 when the decision was made, promoted or refused (read `action`/`promoted`);
     1 when it could not be made (no challenger, no holdout, a service down).
     """
-    from ml.workflow import run_promote
+    from ml.promote import run_promote
 
     _ml_logging(as_json)
     try:
@@ -489,7 +493,7 @@ def rollback_cmd(
     as_json: Annotated[bool, typer.Option("--json", help="print the JSON record only")] = False,
 ) -> None:
     """Move @champion back to @previous-champion in one call, and log it (exit 1 when none)."""
-    from ml.workflow import run_rollback
+    from ml.promote import run_rollback
 
     _ml_logging(as_json)
     try:

@@ -1,9 +1,12 @@
-"""Safra's Feast feature store: configuration from the settings, the repo's objects, online reads.
+"""Safra's Feast feature store, and the features stage behind ``safra features``.
 
 - :func:`feature_store` builds the ``${VAR}`` environment ``feature_repo/feature_store.yaml``
   reads (:func:`feast_environment`) from the ONE settings object and opens the store;
 - :func:`repo_contents` / :func:`apply_repo` load and register the repo's declarations
   (what ``feast apply`` does, without leaving the process);
+- :func:`run_features`, the stage: register the repo and materialize what is new in gold into
+  Redis (``materialize_incremental`` up to now); idempotent. It returns a
+  :class:`FeaturesReport` (``as_dict()`` for ``--json``); the CLI only prints;
 - :func:`online_history`: serving's one online read. The gold history columns become the model's
   ``hist_*`` inputs in :func:`ml.features.history_columns` (:func:`ml.features.history_inputs`
   on plain columns), which training (point-in-time join, :mod:`ml.training_set`) calls too, so
@@ -17,13 +20,16 @@ row, which is the history before the new request.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import sys
 import threading
+import time
 import weakref
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -33,6 +39,7 @@ import numpy as np
 import pandas as pd
 
 from ml.features import HISTORY_INPUTS, LAST_APPLICATION, history_inputs
+from safra.lakehouse import trino_query
 from safra.settings import Settings, get_settings, temporary_environment
 
 if TYPE_CHECKING:
@@ -188,6 +195,84 @@ def apply_repo(store: FeatureStore, settings: Settings | None = None) -> RepoCon
     )
     store.apply(to_apply, objects_to_delete=to_delete, partial=False)
     return contents
+
+
+# --- safra features -------------------------------------------------------------------------
+
+
+@dataclass
+class ViewMaterialization:
+    name: str
+    start: str
+    end: str
+    rows: int
+    """Gold rows in (start, end]: what the offline store had to read."""
+    keys: int
+    """Distinct entity keys among them: what was written to Redis (latest row per key)."""
+
+
+@dataclass
+class FeaturesReport:
+    project: str
+    registry: str
+    entities: list[str]
+    feature_views: list[str]
+    feature_services: list[str]
+    materialized: list[ViewMaterialization]
+    apply_seconds: float
+    materialize_seconds: float
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _count_new_rows(settings: Settings, fv: Any, start: datetime, end: datetime) -> tuple[int, int]:
+    """(gold rows, distinct entity keys) of feature view ``fv`` in (``start``, ``end``]."""
+    keys = ", ".join(fv.join_keys) if fv.join_keys else "1"
+    table = fv.batch_source.get_table_query_string()
+    ts = fv.batch_source.timestamp_field
+    sql = (
+        f"SELECT count(*), count(DISTINCT ({keys})) FROM {settings.iceberg_catalog}.{table} "
+        f"WHERE {ts} > from_iso8601_timestamp('{start.isoformat()}') "
+        f"AND {ts} <= from_iso8601_timestamp('{end.isoformat()}')"
+    )
+    ((rows, keys_n),) = trino_query(settings, sql)
+    return int(rows), int(keys_n)
+
+
+def run_features(settings: Settings, end: datetime | None = None) -> FeaturesReport:
+    """``feast apply`` of the repo, then ``materialize_incremental`` up to ``end`` (now)."""
+    store = feature_store(settings)
+    began = time.perf_counter()
+    contents = apply_repo(store, settings)
+    apply_s = time.perf_counter() - began
+    end = end or datetime.now(UTC)
+    views = []
+    for fv in store.list_feature_views(allow_cache=False):
+        if not fv.online:
+            continue
+        start = fv.most_recent_end_time or (end - fv.ttl if fv.ttl else datetime(1970, 1, 1))
+        start = start if start.tzinfo else start.replace(tzinfo=UTC)
+        rows, keys = _count_new_rows(settings, fv, start, end)
+        views.append(ViewMaterialization(fv.name, start.isoformat(), end.isoformat(), rows, keys))
+    began = time.perf_counter()
+    with contextlib.redirect_stdout(sys.stderr):  # Feast prints progress; keep stdout for --json
+        store.materialize_incremental(end_date=end)
+    materialize_s = time.perf_counter() - began
+    logger.info("materialized %d views up to %s in %.1f s", len(views), end, materialize_s)
+    return FeaturesReport(
+        project=store.project,
+        registry=str(store.config.registry.path),
+        entities=sorted(e.name for e in contents.entities if not e.name.startswith("__")),
+        feature_views=sorted(v.name for v in contents.feature_views),
+        feature_services=sorted(s.name for s in contents.feature_services),
+        materialized=views,
+        apply_seconds=round(apply_s, 2),
+        materialize_seconds=round(materialize_s, 2),
+    )
+
+
+# --- serving: the online read ---------------------------------------------------------------
 
 
 _SERVICE_REFS: weakref.WeakKeyDictionary[FeatureStore, list[str]] = weakref.WeakKeyDictionary()

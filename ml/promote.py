@@ -18,13 +18,18 @@ Every decision (promoted or refused, with both models' scores, the reasons, who 
 recorded twice: as ``promotion.*`` tags on the challenger's model version, and as one run in the
 MLflow experiment :data:`PROMOTION_EXPERIMENT` (the registry keeps no alias history: this run
 list is the history; read it with :func:`promotion_log`). Dry runs record nothing.
+
+:func:`run_promote` / :func:`run_rollback` are the stages behind ``safra promote`` / ``safra
+rollback``: the settings' thresholds and margin, on a holdout neither model trained on
+(:func:`promotion_holdout`); each returns a :class:`PromoteReport` (``as_dict()`` for ``--json``;
+the CLI only prints).
 """
 
 from __future__ import annotations
 
 import hashlib
 import logging
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -34,6 +39,7 @@ import pandas as pd
 from mlflow import MlflowClient
 
 from ml import evaluate
+from ml.feature_store import feature_store
 from ml.features import model_inputs
 from ml.registry import (
     CHALLENGER,
@@ -46,8 +52,10 @@ from ml.registry import (
     predict_default_probability,
     tracking_client,
     version_by_alias,
+    version_run_id,
 )
-from ml.train import LABEL, labels
+from ml.train import DEFAULT_VALID_FRACTION, labels, out_of_time_split
+from ml.training_set import LABEL, build_training_set
 from safra.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -399,3 +407,126 @@ def promotion_log(settings: Settings, model_name: str = MODEL_NAME) -> pd.DataFr
         )
     frame = pd.DataFrame(rows, columns=LOG_COLUMNS)
     return frame.sort_values("decided_at", kind="stable").reset_index(drop=True)
+
+
+# --- safra promote / rollback ---------------------------------------------------------------
+
+
+@dataclass
+class PromoteReport:
+    action: str
+    promoted: bool
+    dry_run: bool
+    model_name: str
+    challenger_version: str | None
+    champion_version_before: str | None
+    champion_version_after: str | None
+    previous_champion_version: str | None
+    challenger_metrics: dict[str, float]
+    champion_metrics: dict[str, float]
+    reasons: list[str]
+    holdout_rows: int
+    holdout_from: str | None
+    actor: str
+    decided_at: str
+    log_run_id: str | None = None
+    margin: float | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        out = asdict(self)
+        for key in ("challenger_metrics", "champion_metrics"):
+            out[key] = {k: (None if not np.isfinite(v) else v) for k, v in out[key].items()}
+        return out
+
+
+def _report(
+    decision: PromotionDecision, holdout_from: str | None, margin: float | None
+) -> PromoteReport:
+    return PromoteReport(
+        action=decision.action,
+        promoted=decision.promoted,
+        dry_run=decision.dry_run,
+        model_name=decision.model_name,
+        challenger_version=decision.challenger_version,
+        champion_version_before=decision.champion_version_before,
+        champion_version_after=decision.champion_version_after,
+        previous_champion_version=decision.previous_champion_version,
+        challenger_metrics=dict(decision.challenger_metrics),
+        champion_metrics=dict(decision.champion_metrics),
+        reasons=list(decision.reasons),
+        holdout_rows=decision.holdout_rows,
+        holdout_from=holdout_from,
+        actor=decision.actor,
+        decided_at=decision.decided_at,
+        log_run_id=decision.log_run_id,
+        margin=margin,
+    )
+
+
+def _validation_start(settings: Settings, version: str | None) -> pd.Timestamp | None:
+    """When the validation window of ``version``'s training run began (its ``valid_from``)."""
+    if version is None:
+        return None
+    client = tracking_client(settings)
+    run_id = version_run_id(client, settings.model_name, version)
+    if not run_id:
+        return None
+    value = client.get_run(run_id).data.params.get("valid_from")
+    if not value:
+        return None
+    stamp = pd.Timestamp(value)
+    return stamp.tz_localize(UTC) if stamp.tzinfo is None else stamp.tz_convert(UTC)
+
+
+def promotion_holdout(
+    settings: Settings, frame: pd.DataFrame, valid_fraction: float = DEFAULT_VALID_FRACTION
+) -> tuple[pd.DataFrame, pd.Timestamp]:
+    """The labelled rows neither ``@challenger`` nor ``@champion`` trained on: every row at or
+    after the later of their validation windows' starts (labels that arrived since included);
+    the latest ``valid_fraction`` of rows when no start is recorded. ValueError when empty."""
+    client = tracking_client(settings)
+    starts = [
+        s
+        for alias in (CHALLENGER, CHAMPION)
+        if (s := _validation_start(settings, version_by_alias(client, settings.model_name, alias)))
+        is not None
+    ]
+    if starts:
+        cutoff = max(starts)
+        holdout = frame[frame["data_solicitacao"] >= cutoff]
+    else:
+        _, holdout = out_of_time_split(frame, valid_fraction=valid_fraction)
+        cutoff = holdout["data_solicitacao"].min()
+    if holdout.empty:
+        raise ValueError(f"no labelled application at or after {cutoff}: no holdout to compare on")
+    return holdout, cutoff
+
+
+def run_promote(
+    settings: Settings,
+    dry_run: bool = False,
+    holdout: pd.DataFrame | None = None,
+    valid_fraction: float = DEFAULT_VALID_FRACTION,
+) -> PromoteReport:
+    """Challenger vs champion on the same holdout (default :func:`promotion_holdout` of the
+    current Feast training set); aliases move only when the challenger wins
+    (:func:`promote_if_better`). ValueError when there is no challenger or no holdout."""
+    client = tracking_client(settings)
+    if version_by_alias(client, settings.model_name, CHALLENGER) is None:
+        raise ValueError(f"{settings.model_name} has no @{CHALLENGER}: run `safra train` first")
+    holdout_from: str | None = None
+    if holdout is None:
+        ts = build_training_set(feature_store(settings), settings)
+        holdout, start = promotion_holdout(settings, ts.frame, valid_fraction)
+        holdout_from = str(start)
+    decision = promote_if_better(
+        settings, settings.model_name, holdout, margin=settings.promotion_margin,
+        dry_run=dry_run, approve_below=settings.approve_below, deny_above=settings.deny_above,
+    )  # fmt: skip
+    return _report(decision, holdout_from, settings.promotion_margin)
+
+
+def run_rollback(settings: Settings) -> PromoteReport:
+    """``champion`` ← ``previous-champion``, logged. ValueError when there is none."""
+    return _report(rollback(settings, settings.model_name), None, None)

@@ -12,6 +12,13 @@ promotion compares).
 model with signature and input example, lineage tags, a reference sample for the drift monitor
 and the API's reasons: :func:`ml.registry.log_reference_sample`), registers the winner and points
 the ``challenger`` alias at it.
+
+:func:`run_train` is the stage behind ``safra train``: the Feast point-in-time training set
+(:mod:`ml.training_set`), an out-of-time split, :func:`train_and_register`, and a
+:class:`TrainReport` (``as_dict()`` for ``--json``; the CLI only prints). The best achievable
+AUC is not known here: training code never sees the simulator's hidden model. The caller that
+knows the data's origin hands in a ``ceiling`` function (the CLI and the demo pass
+:func:`pipelines.simulator.hidden_model.best_achievable_auc_by_origin`).
 """
 
 from __future__ import annotations
@@ -20,7 +27,8 @@ import logging
 import subprocess
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +49,7 @@ from sklearn.preprocessing import OneHotEncoder
 from threadpoolctl import threadpool_limits
 
 from ml import evaluate
+from ml.feature_store import feature_store
 from ml.features import CATEGORICAL, FEATURE_COLUMNS, FEATURE_SET_VERSION, NUMERIC, model_inputs
 from ml.registry import (
     CHALLENGER,
@@ -51,12 +60,15 @@ from ml.registry import (
     metric_key,
     tracking_client,
 )
+from ml.training_set import LABEL, TrainingSet, build_training_set
 from safra.settings import Settings, get_settings
 
 logger = logging.getLogger(__name__)
 
 EXPERIMENT = "safra-credit"
-LABEL = "inadimplente"
+DEFAULT_VALID_FRACTION = 0.2
+"""The latest share of rows that validates (``safra train``), and the promotion holdout when no
+validation window is recorded (``safra promote``)."""
 SELECTION_METRIC = "roc_auc"
 """Candidates are ranked by validation ROC-AUC."""
 REFERENCE_SAMPLE_ROWS = 5_000
@@ -479,4 +491,110 @@ def train_and_register(
         version=version,
         segment_metrics=segments,
         pipeline=best.pipeline,
+    )
+
+
+# --- safra train ----------------------------------------------------------------------------
+
+
+@dataclass
+class TrainReport:
+    run_id: str
+    model_name: str
+    version: str | None
+    winner: str
+    metrics: dict[str, float]
+    candidate_aucs: dict[str, float]
+    train_rows: int
+    valid_rows: int
+    valid_from: str
+    scenarios: list[str]
+    best_achievable_auc: float | None
+    auc_fraction_of_best: float | None
+    training_set_seconds: float
+    train_seconds: float
+    lineage: dict[str, str]
+    run_url: str
+    model_url: str | None
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _split(
+    ts: TrainingSet, valid_fraction: float, valid_days: float | None
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    frame = ts.frame
+    if valid_days is not None:
+        if valid_days <= 0:
+            raise ValueError(f"--valid-days must be > 0, got {valid_days}")
+        cutoff = frame["data_solicitacao"].max() - timedelta(days=valid_days)
+        return out_of_time_split(frame, valid_from=cutoff)
+    return out_of_time_split(frame, valid_fraction=valid_fraction)
+
+
+def run_train(
+    settings: Settings,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    valid_fraction: float = DEFAULT_VALID_FRACTION,
+    valid_days: float | None = None,
+    n_jobs: int = 1,
+    experiment_name: str | None = None,
+    candidates: Any = None,
+    ceiling: Callable[[pd.DataFrame], float | None] | None = None,
+) -> TrainReport:
+    """Training set (Feast, point in time) → out-of-time split → candidates → MLflow run →
+    registered version ``@challenger`` of ``settings.model_name``.
+
+    ``ceiling``: the best achievable AUC on the validation rows (labelled training-set rows, with
+    ``origem_dados``), logged beside the model's; None, or a ceiling returning None, logs none.
+    """
+    store = feature_store(settings)
+    ts = build_training_set(store, settings, since, until)
+    train, valid = _split(ts, valid_fraction, valid_days)
+    for name, part in (("training", train), ("validation", valid)):
+        if part[LABEL].nunique() < 2:
+            raise ValueError(
+                f"the {name} window ({len(part)} rows) holds one class only: more labelled "
+                "data (outcomes) is needed, or a wider window"
+            )
+    best_auc = ceiling(valid) if ceiling is not None else None
+    extra: dict[str, Any] = {}
+    if experiment_name:
+        extra["experiment_name"] = experiment_name
+    if candidates is not None:
+        extra["candidates"] = candidates
+    began = time.perf_counter()
+    result = train_and_register(
+        train, valid, settings=settings, model_name=settings.model_name, lineage=ts.lineage,
+        best_achievable_auc=best_auc, approve_below=settings.approve_below,
+        deny_above=settings.deny_above, n_jobs=n_jobs, **extra,
+    )  # fmt: skip
+    train_s = time.perf_counter() - began
+    client = tracking_client(settings)
+    run = client.get_run(result.run_id)
+    base = settings.mlflow_tracking_uri.rstrip("/")
+    return TrainReport(
+        run_id=result.run_id,
+        model_name=result.model_name,
+        version=result.version,
+        winner=result.winner,
+        metrics={k: float(v) for k, v in result.metrics.items()},
+        candidate_aucs=result.candidate_aucs,
+        train_rows=len(train),
+        valid_rows=len(valid),
+        valid_from=str(valid["data_solicitacao"].min()),
+        scenarios=ts.scenarios,
+        best_achievable_auc=best_auc,
+        auc_fraction_of_best=result.metrics.get("auc_fraction_of_best"),
+        training_set_seconds=round(ts.seconds, 2),
+        train_seconds=round(train_s, 2),
+        lineage=ts.lineage,
+        run_url=f"{base}/#/experiments/{run.info.experiment_id}/runs/{result.run_id}",
+        model_url=(
+            f"{base}/#/models/{result.model_name}/versions/{result.version}"
+            if result.version
+            else None
+        ),
     )

@@ -31,7 +31,6 @@ import trino
 
 from ml.feature_store import FEATURE_SERVICE, HISTORY_VIEW
 from ml.features import APPLICATION_FIELDS, HISTORY_INPUTS, history_columns
-from ml.train import LABEL
 from safra.lakehouse import trino_connection
 from safra.settings import Settings
 
@@ -40,6 +39,8 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
+LABEL = "inadimplente"
+"""The label: whether the credit defaulted (``silver_outcomes``)."""
 APPLICATION_COLUMNS: tuple[str, ...] = (
     "id_solicitacao",
     "proponente_id",

@@ -14,9 +14,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from ml.feature_store import feature_store, online_history, registry_path
+from ml.feature_store import feature_store, online_history, registry_path, run_features
 from ml.training_set import build_training_set
-from ml.workflow import run_features
 from safra.settings import Settings
 from tests.integration.lakehouse_tables import (
     GOLD_LOCATION,
