@@ -31,52 +31,22 @@ valid_applications as (
 
 ),
 
-valid_outcomes as (
-
-    select
-        valid_applications.uf,
-        valid_applications.municipio,
-        silver_outcomes.inadimplente,
-        silver_outcomes._loaded_at
-    from silver_outcomes
-    inner join valid_applications
-        on valid_applications.id_solicitacao = silver_outcomes.id_solicitacao
-
-),
-
-{% if is_incremental() %}
-changed_locations as (
-
-    select uf, municipio from silver_applications
-    where _loaded_at > {{ gold_watermark() }}
-    union
-    select uf, municipio from valid_outcomes
-    where _loaded_at > {{ gold_watermark() }}
-
-),
-{% endif %}
-
 applications as (
 
-    select valid_applications.*
-    from valid_applications
-    {% if is_incremental() %}
-    inner join changed_locations
-        on changed_locations.uf = valid_applications.uf
-        and changed_locations.municipio = valid_applications.municipio
-    {% endif %}
+    {{ rows_to_recompute('valid_applications', ['uf', 'municipio']) }}
 
 ),
 
 outcomes as (
 
-    select valid_outcomes.*
-    from valid_outcomes
-    {% if is_incremental() %}
-    inner join changed_locations
-        on changed_locations.uf = valid_outcomes.uf
-        and changed_locations.municipio = valid_outcomes.municipio
-    {% endif %}
+    -- outcomes count only through a valid application, in the application's municipality
+    select
+        applications.uf,
+        applications.municipio,
+        silver_outcomes.inadimplente
+    from silver_outcomes
+    inner join applications
+        on applications.id_solicitacao = silver_outcomes.id_solicitacao
 
 ),
 
@@ -110,19 +80,26 @@ crop_counts as (
 
 ),
 
-dominant_crop as (
+ranked_crops as (
 
     -- a true mode: the most frequent crop, ties broken alphabetically
-    select uf, municipio, cultura_principal as cultura_dominante
-    from (
-        select
-            *,
-            row_number() over (
-                partition by uf, municipio
-                order by n_aplicacoes desc, cultura_principal asc
-            ) as crop_rank
-        from crop_counts
-    )
+    select
+        *,
+        row_number() over (
+            partition by uf, municipio
+            order by n_aplicacoes desc, cultura_principal asc
+        ) as crop_rank
+    from crop_counts
+
+),
+
+dominant_crop as (
+
+    select
+        uf,
+        municipio,
+        cultura_principal as cultura_dominante
+    from ranked_crops
     where crop_rank = 1
 
 ),

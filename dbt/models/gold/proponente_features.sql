@@ -36,48 +36,23 @@ valid_applications as (
 
 ),
 
-valid_outcomes as (
-
-    -- outcomes count only through a valid application; the applicant is the application's
-    select
-        valid_applications.proponente_id,
-        silver_outcomes.id_solicitacao,
-        silver_outcomes.data_desfecho,
-        silver_outcomes.inadimplente,
-        silver_outcomes._loaded_at
-    from silver_outcomes
-    inner join valid_applications
-        on valid_applications.id_solicitacao = silver_outcomes.id_solicitacao
-
-),
-
-{% if is_incremental() %}
-changed_proponentes as (
-
-    select proponente_id from silver_applications
-    where _loaded_at > {{ gold_watermark() }}
-    union
-    select proponente_id from valid_outcomes
-    where _loaded_at > {{ gold_watermark() }}
-
-),
-{% endif %}
-
 applications as (
 
-    select * from valid_applications
-    {% if is_incremental() %}
-    where proponente_id in (select proponente_id from changed_proponentes)
-    {% endif %}
+    {{ rows_to_recompute('valid_applications', ['proponente_id']) }}
 
 ),
 
 outcomes as (
 
-    select * from valid_outcomes
-    {% if is_incremental() %}
-    where proponente_id in (select proponente_id from changed_proponentes)
-    {% endif %}
+    -- outcomes count only through a valid application; the applicant is the application's
+    select
+        applications.proponente_id,
+        silver_outcomes.id_solicitacao,
+        silver_outcomes.data_desfecho,
+        silver_outcomes.inadimplente
+    from silver_outcomes
+    inner join applications
+        on applications.id_solicitacao = silver_outcomes.id_solicitacao
 
 ),
 
@@ -155,8 +130,9 @@ features as (
 
     select
         cumulative.*,
-        date_diff('day', primeira_solicitacao, ultima_solicitacao) as dias_entre_primeira_ultima,
-        valor_desvio / nullif(valor_medio, 0) as coef_variacao,
+        date_diff('day', cumulative.primeira_solicitacao, cumulative.ultima_solicitacao)
+            as dias_entre_primeira_ultima,
+        cumulative.valor_desvio / nullif(cumulative.valor_medio, 0) as coef_variacao,
         outcomes_known.inadimplencias_anteriores,
         outcomes_known.desfechos_conhecidos
     from cumulative

@@ -61,29 +61,15 @@ global_outcomes as (
 
 ),
 
-{% if is_incremental() %}
-changed_bands as (
-
-    select faixa_risco_credito, cultura_principal from silver_applications
-    where _loaded_at > {{ gold_watermark() }}
-    union
-    select faixa_risco_credito, cultura_principal from valid_applications
-    where exists (
-        select 1 from silver_outcomes where _loaded_at > {{ gold_watermark() }}
-    )
-
-),
-{% endif %}
-
 applications as (
 
-    select valid_applications.*
-    from valid_applications
-    {% if is_incremental() %}
-    inner join changed_bands
-        on changed_bands.faixa_risco_credito = valid_applications.faixa_risco_credito
-        and changed_bands.cultura_principal = valid_applications.cultura_principal
-    {% endif %}
+    {{
+        rows_to_recompute(
+            'valid_applications',
+            ['faixa_risco_credito', 'cultura_principal'],
+            recompute_all_on_new_outcome=true,
+        )
+    }}
 
 ),
 
@@ -95,8 +81,10 @@ band_aggregates as (
         count(*) as volume,
         avg(serasa_score) as score_medio,
         avg(case when tipo_pessoa = 'JURIDICA' then 1e0 else 0e0 end) as share_juridica,
-        stddev_samp(valor_solicitado_credito)
-            / nullif(avg(valor_solicitado_credito), 0) as volatilidade_credito,
+        (
+            stddev_samp(valor_solicitado_credito)
+            / nullif(avg(valor_solicitado_credito), 0)
+        ) as volatilidade_credito,
         max(data_solicitacao) as feature_timestamp
     from applications
     group by faixa_risco_credito, cultura_principal
@@ -156,8 +144,10 @@ final as (
         band_aggregates.share_juridica,
         {{ safe_ratio('band_outcomes.inadimplencias', 'band_outcomes.desfechos') }}
             as taxa_inadimplencia_observada,
-        (coalesce(band_outcomes.inadimplencias, 0) + {{ prior }} * global_outcomes.taxa_global)
-            / (coalesce(band_outcomes.desfechos, 0) + {{ prior }}) as score_risco_ajustado,
+        (
+            (coalesce(band_outcomes.inadimplencias, 0) + {{ prior }} * global_outcomes.taxa_global)
+            / (coalesce(band_outcomes.desfechos, 0) + {{ prior }})
+        ) as score_risco_ajustado,
         band_aggregates.volatilidade_credito,
         band_aggregates.feature_timestamp,
         {{ loaded_at_now() }} as _loaded_at

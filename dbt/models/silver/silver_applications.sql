@@ -9,7 +9,7 @@
     One row per application: typed, flat, deduplicated, pseudonymized and enriched.
     Incremental runs read only bronze rows ingested after silver's newest `ingested_at`.
     A duplicate (Kafka delivers at least once) is the same event key seen again: the copy with
-    the earliest Kafka offset wins, within a batch and across batches.
+    the earliest Kafka offset wins, within a batch and across batches (macro first_arrival).
 -#}
 
 with
@@ -17,63 +17,14 @@ with
 bronze_applications as (
 
     select * from {{ source('bronze', 'applications') }}
-    {% if is_incremental() %}
-    where ingested_at > (
-        select coalesce(max(ingested_at), timestamp '1970-01-01 00:00:00 UTC')
-            - interval '{{ var("bronze_lookback_minutes") }}' minute
-        from {{ this }}
-    )
-    {% endif %}
-
-),
-
-keyed as (
-
-    select
-        coalesce(nullif(id_solicitacao, ''), kafka_key) as event_key,
-        *
-    from bronze_applications
-
-),
-
-ranked as (
-
-    select
-        *,
-        row_number() over (
-            partition by event_key
-            order by kafka_offset, kafka_partition, ingested_at
-        ) as arrival_rank
-    from keyed
 
 ),
 
 first_arrivals as (
 
-    select * from ranked
-    where arrival_rank = 1 and event_key is not null and event_key <> ''
+    {{ first_arrival('bronze_applications') }}
 
 ),
-
-{% if is_incremental() %}
-new_events as (
-
-    -- skip events silver already holds from an earlier (or the same) Kafka offset
-    select first_arrivals.*
-    from first_arrivals
-    left join {{ this }} as existing
-        on existing.id_solicitacao = first_arrivals.event_key
-    where existing.id_solicitacao is null
-        or first_arrivals.kafka_offset < existing.kafka_offset
-
-),
-{% else %}
-new_events as (
-
-    select * from first_arrivals
-
-),
-{% endif %}
 
 flattened as (
 
@@ -108,7 +59,7 @@ flattened as (
         kafka_partition,
         kafka_offset,
         ingested_at
-    from new_events
+    from first_arrivals
 
 ),
 
