@@ -23,8 +23,20 @@ console = Console()
 
 
 @app.callback()
-def main(verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False) -> None:
-    logsetup.configure(verbose)
+def main(
+    ctx: typer.Context,
+    verbose: Annotated[
+        bool, typer.Option("--verbose", "-v", help="third-party output on the console too")
+    ] = False,
+) -> None:
+    """Safra's own lines on the console; the rest (Spark/JVM, Feast, MLflow...) in a log file:
+    ``<data dir>/logs/demo.log`` for the demo, ``safra.log`` for the other commands."""
+    command = ctx.invoked_subcommand
+    log_file = None
+    if command != "serve":  # the API in the foreground keeps its own output on the console
+        log_file = get_settings().logs_dir / ("demo.log" if command == "demo" else "safra.log")
+    console.file, restore = logsetup.configure(verbose, log_file)
+    ctx.call_on_close(restore)
 
 
 def _fail(exc: Exception) -> None:
@@ -123,7 +135,6 @@ def stack_smoke() -> None:
 @app.command("env")
 def env_file() -> None:
     """Create .env from .env.example with generated secrets (existing values are kept)."""
-    from pathlib import Path
 
     from commands.envfile import write_env_file
 
@@ -299,17 +310,10 @@ def drift_cmd(
     Exit code 0 whether drift is found or not (read `drift` in the JSON); 1 when the check
     cannot run (no champion yet, no current data, a service down), with the cause.
     """
-    from ml.drift import SOURCES, DriftError, check_drift
-
-    if as_json:  # stdout carries the JSON alone: logs go to stderr
-        import logging
-
-        from rich.logging import RichHandler
-
-        handler = RichHandler(console=Console(stderr=True), show_path=False)
-        logging.getLogger().handlers = [handler]
     import contextlib
     import sys
+
+    from ml.drift import SOURCES, DriftError, check_drift
 
     # MLflow writes the run's URL to stdout: with --json, stdout carries the JSON alone.
     quiet = contextlib.redirect_stdout(sys.stderr) if as_json else contextlib.nullcontext()
@@ -323,7 +327,7 @@ def drift_cmd(
         _fail(exc)
     summary = result.summary()
     if as_json:
-        typer.echo(json.dumps(summary, indent=2))
+        typer.echo(json.dumps(summary, indent=2), file=console.file)
         return
     verdict = "[bold red]DRIFT[/]" if result.drift else "[green]no drift[/]"
     console.print(
@@ -358,7 +362,7 @@ def _ml_logging(as_json: bool) -> None:
 
 
 def _print_json(report: object) -> None:
-    typer.echo(json.dumps(report.as_dict(), indent=2, default=str))  # type: ignore[attr-defined]
+    typer.echo(json.dumps(report.as_dict(), indent=2, default=str), file=console.file)  # type: ignore[attr-defined]
 
 
 @app.command("features")
@@ -519,22 +523,6 @@ def serve_cmd(
         _fail(exc)
 
 
-def _log_to_file(path: Path) -> Path:
-    """The INFO log goes to ``path``; the console keeps warnings and the progress display."""
-    import logging
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    root = logging.getLogger()
-    for handler in root.handlers:
-        handler.setLevel(logging.WARNING)
-    to_file = logging.FileHandler(path, encoding="utf-8")
-    to_file.setLevel(logging.INFO)
-    to_file.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-    root.addHandler(to_file)
-    logging.getLogger("feast").setLevel(logging.WARNING)
-    return path
-
-
 @app.command("demo")
 def demo_cmd(
     scenario: Annotated[
@@ -544,6 +532,9 @@ def demo_cmd(
         str, typer.Option(help="full (make demo) or ci (the e2e test's size)")
     ] = "full",
     as_json: Annotated[bool, typer.Option("--json", help="print the summary as JSON too")] = False,
+    seed: Annotated[
+        int | None, typer.Option(help="fixed seeds (default: new applicants at every run)")
+    ] = None,
 ) -> None:
     """The whole loop: history → lakehouse → features → champion → API → drift → retrain →
     promote, the API switching versions under load. Ends with figures and where to look."""
@@ -553,7 +544,7 @@ def demo_cmd(
         _fail(ValueError(f"unknown scale {scale!r}; known: {', '.join(SCALES)}"))
     s = get_settings()
     began = time.monotonic()
-    log_path = _log_to_file(s.logs_dir / "demo.log")
+    log_path = s.logs_dir / "demo.log"
     console.print(f"Safra demo ({scale}, drift scenario {scenario}); details in {log_path}")
 
     def on_stage(name: str, state: str, detail: str) -> None:
@@ -564,7 +555,7 @@ def demo_cmd(
             console.print(f"[dim]{elapsed:6.0f} s[/]   [green]✓[/] {detail}")
 
     try:
-        summary = Demo(s, SCALES[scale], scenario, on_stage=on_stage).run()
+        summary = Demo(s, SCALES[scale], scenario, on_stage=on_stage, seed=seed).run()
     except Exception as exc:  # noqa: BLE001 - any stage: one message naming it, then exit 1
         console.print(f"[bold red]demo stopped:[/] {type(exc).__name__}: {exc}")
         console.print(f"service logs: {s.logs_dir}; `safra stack status` shows the stack")
@@ -576,4 +567,4 @@ def demo_cmd(
     for name, url in summary.urls.items():
         console.print(f"  {name:<22} {url}")
     if as_json:
-        print(summary.as_json())
+        print(summary.as_json(), file=console.file)
