@@ -447,7 +447,7 @@ def train_cmd(
     )
 
 
-def _print_decision(report) -> None:  # ml.workflow.PromoteReport
+def _print_decision(report) -> None:  # ml.promote.PromoteReport
     colour = "green" if report.promoted else "yellow"
     prefix = "[dry run] " if report.dry_run else ""
     console.print(
