@@ -21,7 +21,6 @@ import argparse
 import json
 import logging
 import os
-import shutil
 import statistics
 import threading
 import time
@@ -29,14 +28,14 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-import trino
 from confluent_kafka import Producer
 from confluent_kafka.admin import AdminClient, NewTopic
 
+from pipelines.bronze_seed import drop_ingested
 from pipelines.ingest import run_ingest
 from pipelines.simulator import generate_applications
 from safra.contracts import encode
-from safra.lakehouse import iceberg_catalog, spark_session
+from safra.lakehouse import spark_session, trino_query
 from safra.settings import Settings, get_settings
 
 HEADERS = [("schema.subject", b"application"), ("schema.version", b"2")]
@@ -87,12 +86,7 @@ def produce_backlog(s: Settings, topic: str, count: int) -> float:
 
 
 def _trino_count(s: Settings, table: str) -> int:
-    with trino.dbapi.connect(
-        host=s.trino_host, port=s.trino_port, user=s.trino_user, catalog=s.iceberg_catalog
-    ) as conn:
-        cur = conn.cursor()
-        cur.execute(f"SELECT count(*) FROM {table}")
-        return int(cur.fetchall()[0][0])
+    return int(trino_query(s, f"SELECT count(*) FROM {table}", source="ingest-bench")[0][0])
 
 
 def measure_freshness(
@@ -189,19 +183,6 @@ def measure_freshness(
     }
 
 
-def _drop_namespace(s: Settings, namespace: str) -> None:
-    catalog = iceberg_catalog(s)
-    if not catalog.namespace_exists(namespace):
-        return
-    for identifier in catalog.list_tables(namespace):
-        location = catalog.load_table(identifier).location()
-        catalog.drop_table(identifier)
-        if location.startswith("file://"):
-            shutil.rmtree(location.removeprefix("file://"), ignore_errors=True)
-    catalog.drop_namespace(namespace)
-    shutil.rmtree(s.checkpoints_dir / "ingest" / namespace, ignore_errors=True)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--count", type=int, default=1_000_000)
@@ -247,7 +228,7 @@ def main() -> None:
         }
     finally:
         if not args.keep:
-            _drop_namespace(s, namespace)
+            drop_ingested(s, namespace)
             admin.delete_topics([backlog, live])
     print(json.dumps(out, indent=2))
 

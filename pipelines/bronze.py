@@ -9,6 +9,7 @@ writer's schema version and the ingestion time.
 from __future__ import annotations
 
 import logging
+import re
 from typing import TYPE_CHECKING
 
 from safra.settings import Settings
@@ -125,3 +126,48 @@ def ensure_bronze_tables(spark: SparkSession, s: Settings, namespace: str = NAME
         log.info("created %s", name)
         created.append(name)
     return created
+
+
+# --- the same contract in Trino's DDL (tests and benchmarks create bronze through Trino) -------
+
+_TRINO_TYPES = {
+    "STRING": "varchar",
+    "INT": "integer",
+    "BIGINT": "bigint",
+    "DOUBLE": "double",
+    "BOOLEAN": "boolean",
+    "BINARY": "varbinary",
+    "TIMESTAMP": "timestamp(6) with time zone",
+}
+
+
+def trino_type(spark_type: str) -> str:
+    """A Spark DDL type of this module's tables as a Trino type (``STRUCT<a: INT>`` ->
+    ``ROW(a integer)``, ``MAP<STRING, DOUBLE>`` -> ``MAP(varchar, double)``)."""
+    t = re.sub(r"\s+", " ", spark_type.strip())
+    t = re.sub(r"\bSTRUCT<", "ROW(", t)
+    t = re.sub(r"\bMAP<", "MAP(", t)
+    t = t.replace(">", ")")
+    t = re.sub(r"(\w+): ", r"\1 ", t)
+    return re.sub(r"\b(STRING|INT|BIGINT|DOUBLE|BOOLEAN|BINARY|TIMESTAMP)\b",
+                  lambda m: _TRINO_TYPES[m.group(1)], t)  # fmt: skip
+
+
+def trino_columns(table: str) -> list[str]:
+    """The columns of bronze ``table`` as Trino column definitions (``name type [NOT NULL]``)."""
+    spark_columns, _ = TABLES[table]
+    columns, depth, current = [], 0, ""
+    for ch in spark_columns:  # split at the commas outside STRUCT<...> and MAP<...>
+        depth += (ch == "<") - (ch == ">")
+        if ch == "," and depth == 0:
+            columns.append(current)
+            current = ""
+        else:
+            current += ch
+    columns.append(current)
+    out = []
+    for column in (c.strip() for c in columns if c.strip()):
+        name, _, spark_type = column.partition(" ")
+        not_null = " NOT NULL" if spark_type.rstrip().endswith("NOT NULL") else ""
+        out.append(f"{name} {trino_type(spark_type.replace('NOT NULL', ''))}{not_null}")
+    return out

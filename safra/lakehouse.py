@@ -12,7 +12,7 @@ from __future__ import annotations
 import importlib.resources
 import logging
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
@@ -132,6 +132,25 @@ def trino_query(
     with trino_cursor(settings, source) as cur:
         cur.execute(sql, list(params) if params is not None else None)
         return [list(row) for row in cur.fetchall()]
+
+
+def drop_schemas(settings: Settings, schemas: Iterable[str], source: str = "safra") -> None:
+    """Drop each schema of the Iceberg catalog with its tables and views, when it exists (the
+    schemas tests and benchmarks make for themselves)."""
+    cat = settings.iceberg_catalog
+    with trino_cursor(settings, source) as cur:
+        for schema in schemas:
+            cur.execute(
+                "select table_name, table_type from information_schema.tables "
+                "where table_schema = ?",
+                [schema],
+            )
+            for table, kind in cur.fetchall():
+                what = "view" if kind == "VIEW" else "table"
+                cur.execute(f'drop {what} if exists {cat}."{schema}"."{table}"')
+                cur.fetchall()
+            cur.execute(f'drop schema if exists {cat}."{schema}"')
+            cur.fetchall()
 
 
 def trino_sqlalchemy_url(settings: Settings, schema: str) -> str:

@@ -6,7 +6,6 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -19,15 +18,15 @@ from typing import Any
 
 import psutil
 import pytest
-import trino
 from confluent_kafka import Producer
 from confluent_kafka.admin import AdminClient, NewTopic
 
+from pipelines.bronze_seed import drop_ingested
 from pipelines.checkpoint_lock import checkpoint_locks
 from pipelines.ingest import plan_queries, run_ingest, select_sources
 from pipelines.simulator import generate_applications, generate_outcomes
 from safra.contracts import encode
-from safra.lakehouse import iceberg_catalog, spark_session
+from safra.lakehouse import iceberg_catalog, spark_session, trino_query
 from safra.settings import Settings
 
 pytestmark = pytest.mark.stack
@@ -107,15 +106,7 @@ def _scored_request(i: int) -> dict[str, Any]:
 
 
 def _trino_rows(settings: Settings, sql: str) -> list[list[Any]]:
-    with trino.dbapi.connect(
-        host=settings.trino_host,
-        port=settings.trino_port,
-        user=settings.trino_user,
-        catalog=settings.iceberg_catalog,
-    ) as conn:
-        cur = conn.cursor()
-        cur.execute(sql)
-        return cur.fetchall()
+    return trino_query(settings, sql, source="it-ingest")
 
 
 @pytest.fixture(scope="module")
@@ -128,15 +119,7 @@ def namespace(local_stack: Settings) -> Iterator[str]:
     """A bronze namespace of the test's own; its tables and checkpoints are removed after."""
     ns = f"it_bronze_{uuid.uuid4().hex[:8]}"
     yield ns
-    catalog = iceberg_catalog(local_stack)
-    if catalog.namespace_exists(ns):
-        for identifier in catalog.list_tables(ns):
-            location = catalog.load_table(identifier).location()
-            catalog.drop_table(identifier)
-            if location.startswith("file://"):
-                shutil.rmtree(location.removeprefix("file://"), ignore_errors=True)
-        catalog.drop_namespace(ns)
-    shutil.rmtree(local_stack.checkpoints_dir / "ingest" / ns, ignore_errors=True)
+    drop_ingested(local_stack, ns)
 
 
 def test_every_message_lands_once_and_poison_is_kept_aside(

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import re
 import uuid
 from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime, timedelta
@@ -20,7 +19,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from pipelines import bronze
+from pipelines.bronze_seed import BronzeWriter, create_bronze
 from pipelines.dbt_runner import dbt_work_dir, run_dbt
 from pipelines.simulator import (
     generate_applications,
@@ -29,6 +28,7 @@ from pipelines.simulator import (
     live_applications,
 )
 from pipelines.transform import TransformReport, run_transform
+from safra.lakehouse import drop_schemas, trino_cursor, trino_query
 from safra.settings import Settings
 
 pytestmark = pytest.mark.stack
@@ -38,137 +38,17 @@ N_INVALID = 90  # the silver gate stops below 95 % valid records
 SEED = 20240611
 START = datetime(2023, 1, 1, tzinfo=UTC)
 END = datetime(2025, 1, 1, tzinfo=UTC)
-PARTITIONS = 3
 REL_TOL = 1e-9
 MS_PER_DAY = 86_400_000
 
-# --- bronze seeding (Trino DDL from bronze.py's column contract, rows through pyiceberg) ------
+# --- reading Trino ---------------------------------------------------------------------------
 
 
-def trino_type(spark_ddl_type: str) -> str:
-    """A Spark DDL type of pipelines/bronze.py as a Trino type."""
-    t = re.sub(r"\s+", " ", spark_ddl_type.strip())
-    t = re.sub(r"\bSTRUCT<", "ROW(", t)
-    t = re.sub(r"\bMAP<", "MAP(", t)
-    t = t.replace(">", ")")
-    t = re.sub(r"(\w+): ", r"\1 ", t)
-    replacements = {
-        "STRING": "varchar",
-        "INT": "integer",
-        "BIGINT": "bigint",
-        "DOUBLE": "double",
-        "BOOLEAN": "boolean",
-        "BINARY": "varbinary",
-        "TIMESTAMP": "timestamp(6) with time zone",
-    }
-    return re.sub(r"\b(STRING|INT|BIGINT|DOUBLE|BOOLEAN|BINARY|TIMESTAMP)\b",
-                  lambda m: replacements[m.group(1)], t)  # fmt: skip
-
-
-def trino_columns(spark_columns: str) -> str:
-    """Split bronze.py's column list at top-level commas and translate each column."""
-    columns, depth, current = [], 0, ""
-    for ch in spark_columns:
-        depth += ch == "<"
-        depth -= ch == ">"
-        if ch == "," and depth == 0:
-            columns.append(current)
-            current = ""
-        else:
-            current += ch
-    columns.append(current)
-    out = []
-    for col in (c.strip() for c in columns if c.strip()):
-        name, _, spark_type = col.partition(" ")
-        not_null = spark_type.rstrip().endswith("NOT NULL")
-        spark_type = spark_type.replace("NOT NULL", "")
-        out.append(f"{name} {trino_type(spark_type)}{' NOT NULL' if not_null else ''}")
-    return ",\n    ".join(out)
-
-
-class Trino:
-    def __init__(self, settings: Settings) -> None:
-        import trino
-
-        self.conn = trino.dbapi.connect(
-            host=settings.trino_host,
-            port=settings.trino_port,
-            user=settings.trino_user,
-            catalog=settings.iceberg_catalog,
-        )
-
-    def query(self, sql: str) -> list[tuple[Any, ...]]:
-        cur = self.conn.cursor()
-        cur.execute(sql)
-        return [tuple(r) for r in cur.fetchall()]
-
-    def frame(self, sql: str) -> pd.DataFrame:
-        cur = self.conn.cursor()
+def _frame(settings: Settings, sql: str) -> pd.DataFrame:
+    with trino_cursor(settings, "it-transform") as cur:
         cur.execute(sql)
         rows = cur.fetchall()
         return pd.DataFrame(rows, columns=[d[0] for d in cur.description])
-
-
-def create_bronze(db: Trino, settings: Settings, schema: str) -> None:
-    db.query(f'create schema if not exists {settings.iceberg_catalog}."{schema}"')
-    for table in ("applications", "outcomes"):
-        columns, _ = bronze.TABLES[table]
-        db.query(
-            f'create table if not exists {settings.iceberg_catalog}."{schema}"."{table}" '
-            f"(\n    {trino_columns(columns)}\n) with (format_version = 2)"
-        )
-
-
-def drop_schemas(db: Trino, settings: Settings, schemas: Sequence[str]) -> None:
-    for schema in schemas:
-        tables = db.query(
-            f"select table_name from information_schema.tables where table_schema = '{schema}'"
-        )
-        for (table,) in tables:
-            kind = db.query(
-                "select table_type from information_schema.tables "
-                f"where table_schema = '{schema}' and table_name = '{table}'"
-            )[0][0]
-            what = "view" if kind == "VIEW" else "table"
-            db.query(f'drop {what} if exists {settings.iceberg_catalog}."{schema}"."{table}"')
-        db.query(f'drop schema if exists {settings.iceberg_catalog}."{schema}"')
-
-
-class BronzeWriter:
-    """Appends events to a bronze table with Kafka coordinates (key -> partition, offsets grow)."""
-
-    def __init__(self, settings: Settings, schema: str, table: str, topic: str) -> None:
-        from safra.lakehouse import iceberg_catalog
-
-        self.table = iceberg_catalog(settings).load_table(f"{schema}.{table}")
-        self.topic = topic
-        self.next_offset = [0] * PARTITIONS
-        self.rows: list[dict[str, Any]] = []  # everything written, with coordinates
-
-    def append(self, events: Sequence[dict[str, Any]], keys: Sequence[str]) -> list[dict[str, Any]]:
-        import pyarrow as pa
-
-        now = datetime.now(UTC)
-        rows = []
-        for event, key in zip(events, keys, strict=True):
-            partition = int(hashlib.md5(key.encode()).hexdigest(), 16) % PARTITIONS
-            offset = self.next_offset[partition]
-            self.next_offset[partition] += 1
-            version = 1 if event.get("id_solicitacao", "x") == "" else 2
-            rows.append({
-                **event,
-                "kafka_topic": self.topic,
-                "kafka_partition": partition,
-                "kafka_offset": offset,
-                "kafka_timestamp": now,
-                "kafka_key": key,
-                "schema_version": version,
-                "ingested_at": now,
-            })  # fmt: skip
-        schema = self.table.schema().as_arrow()
-        self.table.append(pa.Table.from_pylist(rows, schema=schema))
-        self.rows.extend(rows)
-        return rows
 
 
 # --- the oracle: pandas over the generated events ---------------------------------------------
@@ -440,8 +320,7 @@ def scenario(local_stack: Settings) -> Iterator[dict[str, Any]]:
     key = settings.require_pseudonym_key()
     tag = uuid.uuid4().hex[:10]
     bronze_schema, prefix = f"it_bronze_{tag}", f"it_{tag}_"
-    db = Trino(settings)
-    create_bronze(db, settings, bronze_schema)
+    create_bronze(settings, bronze_schema)
 
     apps = generate_applications(N_APPLICATIONS, SEED, START, END, returning_share=0.4)
     # the last 3 % are broken in one way each: they stay in silver, flagged, and never reach gold
@@ -458,8 +337,8 @@ def scenario(local_stack: Settings) -> Iterator[dict[str, Any]]:
     with_ids = [{**a, "id_solicitacao": k} for a, k in zip(apps, keys, strict=True)]
     outcomes = [o for o in generate_outcomes(with_ids, SEED) if o["data_solicitacao"] < cut]
 
-    app_writer = BronzeWriter(settings, bronze_schema, "applications", "safra.applications")
-    out_writer = BronzeWriter(settings, bronze_schema, "outcomes", "safra.outcomes")
+    app_writer = BronzeWriter(settings, bronze_schema, "applications", keep_rows=True)
+    out_writer = BronzeWriter(settings, bronze_schema, "outcomes", keep_rows=True)
     app_writer.append(apps, keys)
     # at-least-once delivery: 60 applications and 40 outcomes again, later, with other content
     again = [dict(apps[i], valor_solicitado_credito=123.0) for i in range(5, 3000, 50)]
@@ -471,7 +350,6 @@ def scenario(local_stack: Settings) -> Iterator[dict[str, Any]]:
     state = {
         "settings": settings,
         "key": key,
-        "db": db,
         "bronze_schema": bronze_schema,
         "prefix": prefix,
         "apps": with_ids,
@@ -481,7 +359,7 @@ def scenario(local_stack: Settings) -> Iterator[dict[str, Any]]:
         "n_again": len(again),
     }
     yield state
-    drop_schemas(db, settings, [f"{prefix}gold", f"{prefix}silver", bronze_schema])
+    drop_schemas(settings, [f"{prefix}gold", f"{prefix}silver", bronze_schema])
 
 
 def _transform(state: dict[str, Any], **kwargs: Any) -> TransformReport:
@@ -507,7 +385,9 @@ def _oracles(state: dict[str, Any]) -> dict[str, pd.DataFrame]:
 
 def _table(state: dict[str, Any], layer: str, table: str) -> pd.DataFrame:
     catalog = state["settings"].iceberg_catalog
-    return state["db"].frame(f'select * from {catalog}."{state["prefix"]}{layer}"."{table}"')
+    return _frame(
+        state["settings"], f'select * from {catalog}."{state["prefix"]}{layer}"."{table}"'
+    )
 
 
 def _check_silver(state: dict[str, Any], oracle: pd.DataFrame) -> None:
@@ -560,17 +440,18 @@ def _check_no_pii(state: dict[str, Any]) -> None:
         raw.add(row["nome_razao_social"])
         raw.add(row["fontes_dados_adicionais"]["numero_matricula_imovel"])
     tax_ids = {row["cpf_cnpj"] for row in state["app_writer"].rows}
-    db, prefix = state["db"], state["prefix"]
+    settings, prefix = state["settings"], state["prefix"]
     for layer in ("silver", "gold"):
-        columns = db.query(
+        columns = trino_query(
+            settings,
             "select table_name, column_name from information_schema.columns "
-            f"where table_schema = '{prefix}{layer}' and data_type like 'varchar%'"
+            f"where table_schema = '{prefix}{layer}' and data_type like 'varchar%'",
         )
         assert columns
         for table, column in columns:
             values = {
-                v for (v,) in db.query(
-                    f'select distinct "{column}" from "{prefix}{layer}"."{table}"'
+                v for (v,) in trino_query(
+                    settings, f'select distinct "{column}" from "{prefix}{layer}"."{table}"'
                 ) if v is not None
             }  # fmt: skip
             assert not values & raw, f"raw PII in {layer}.{table}.{column}"
@@ -675,7 +556,7 @@ def test_dbt_unit_tests(scenario: dict[str, Any]) -> None:
         assert result.success, result.failures()
         assert len([n for n in result.nodes if n.resource_type == "unit_test"]) >= 10
     finally:
-        drop_schemas(state["db"], state["settings"],
+        drop_schemas(state["settings"],
                      [f"{state['prefix']}unit_gold", f"{state['prefix']}unit_silver"])  # fmt: skip
 
 
@@ -685,13 +566,12 @@ def test_a_batch_breaking_a_critical_expectation_stops_before_gold(local_stack: 
     settings = local_stack
     tag = uuid.uuid4().hex[:10]
     bronze_schema, prefix = f"it_bad_bronze_{tag}", f"it_bad_{tag}_"
-    db = Trino(settings)
-    create_bronze(db, settings, bronze_schema)
+    create_bronze(settings, bronze_schema)
     try:
         apps = generate_applications(200, SEED + 1, START, END)
         for i in range(0, 60):  # 30 % with a zero amount
             apps[i] = _invalidate(apps[i], "amount")
-        writer = BronzeWriter(settings, bronze_schema, "applications", "safra.applications")
+        writer = BronzeWriter(settings, bronze_schema, "applications")
         writer.append(apps, [a["id_solicitacao"] for a in apps])
 
         report = run_transform(
@@ -701,11 +581,12 @@ def test_a_batch_breaking_a_critical_expectation_stops_before_gold(local_stack: 
         assert report.stopped_at == "silver quality gate"
         assert "registro_valido" in report.reason and "0.700" in report.reason
         assert [m.layer for m in report.models] == ["silver", "silver"]  # no gold model ran
-        gold_tables = db.query(
-            f"select table_name from information_schema.tables where table_schema = '{prefix}gold'"
+        gold_tables = trino_query(
+            settings,
+            f"select table_name from information_schema.tables where table_schema = '{prefix}gold'",
         )
         assert gold_tables == []
         html = report.gates["silver"].report_path.read_text()
         assert "registro_valido" in html
     finally:
-        drop_schemas(db, settings, [f"{prefix}gold", f"{prefix}silver", bronze_schema])
+        drop_schemas(settings, [f"{prefix}gold", f"{prefix}silver", bronze_schema])
