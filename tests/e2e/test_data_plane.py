@@ -10,12 +10,12 @@ from datetime import UTC, datetime
 
 import pandas as pd
 import pytest
-import trino
 
 from pipelines.ingest import run_ingest
 from pipelines.producer import produce
 from pipelines.simulator import generate_applications, generate_outcomes
 from pipelines.transform import run_transform
+from safra.lakehouse import drop_schemas, trino_query
 from safra.settings import Settings
 
 pytestmark = pytest.mark.stack
@@ -25,12 +25,7 @@ START, END = datetime(2025, 1, 1, tzinfo=UTC), datetime(2026, 1, 1, tzinfo=UTC)
 
 
 def query(s: Settings, sql: str) -> list[list]:
-    with trino.dbapi.connect(
-        host=s.trino_host, port=s.trino_port, user=s.trino_user, catalog=s.iceberg_catalog
-    ) as conn:
-        cur = conn.cursor()
-        cur.execute(sql)
-        return cur.fetchall()
+    return trino_query(s, sql, source="e2e-data-plane")
 
 
 @pytest.fixture(scope="module")
@@ -46,10 +41,7 @@ def run(local_stack: Settings) -> Iterator[dict]:
     transform = run_transform(local_stack, schema_prefix=prefix, bronze_schema=namespace)
     yield {"produced": report, "ingest": ingest, "transform": transform,
            "namespace": namespace, "prefix": prefix}  # fmt: skip
-    for schema in (f"{prefix}gold", f"{prefix}silver", namespace):
-        for (table,) in query(local_stack, f"SHOW TABLES FROM {schema}"):
-            query(local_stack, f'DROP TABLE "{schema}"."{table}"')
-        query(local_stack, f"DROP SCHEMA {schema}")
+    drop_schemas(local_stack, [f"{prefix}gold", f"{prefix}silver", namespace])
 
 
 def test_bronze_holds_every_message_once_and_poison_aside(local_stack: Settings, run) -> None:

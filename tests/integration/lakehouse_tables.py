@@ -13,8 +13,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-import trino
-
+from safra.lakehouse import drop_schemas, trino_connection
 from safra.settings import Settings
 
 SILVER_APPLICATIONS = {
@@ -124,11 +123,9 @@ class TestLakehouse:
 
     def __init__(self, settings: Settings, name: str) -> None:
         self.prefix = f"it_{name}_{uuid.uuid4().hex[:8]}_"
+        self.settings = settings
         self.catalog = settings.iceberg_catalog
-        self.conn = trino.dbapi.connect(
-            host=settings.trino_host, port=settings.trino_port, user=settings.trino_user,
-            catalog=settings.iceberg_catalog,
-        )  # fmt: skip
+        self.conn = trino_connection(settings, source=f"it-{name}")
         self.tables: list[str] = []
         for layer in ("silver", "gold"):
             self.execute(f'CREATE SCHEMA IF NOT EXISTS {self.catalog}."{self.prefix}{layer}"')
@@ -164,11 +161,5 @@ class TestLakehouse:
         return str(self.execute(f"SELECT snapshot_id FROM {refs} WHERE name = 'main'")[0][0])
 
     def drop(self) -> None:
-        cur = self.conn.cursor()
-        for layer in ("silver", "gold"):
-            schema = f'{self.catalog}."{self.prefix}{layer}"'
-            cur.execute(f"SHOW TABLES FROM {schema}")
-            for (table,) in cur.fetchall():
-                self.execute(f'DROP TABLE IF EXISTS {schema}."{table}"')
-            self.execute(f"DROP SCHEMA IF EXISTS {schema}")
+        drop_schemas(self.settings, [f"{self.prefix}silver", f"{self.prefix}gold"])
         self.conn.close()

@@ -8,10 +8,10 @@ import uuid
 from collections.abc import Iterator
 
 import pytest
-import trino
 
 from quality.gate import GateFailed, GateResult, run_gate
 from quality.suites import bronze, gold, silver
+from safra.lakehouse import drop_schemas, trino_connection
 from safra.settings import Settings
 
 pytestmark = pytest.mark.stack
@@ -182,13 +182,9 @@ class Lakehouse:
     """Creates (and at the end drops) this module's schemas and tables through Trino."""
 
     def __init__(self, settings: Settings) -> None:
+        self.settings = settings
         self.catalog = settings.iceberg_catalog
-        self.conn = trino.dbapi.connect(
-            host=settings.trino_host,
-            port=settings.trino_port,
-            user=settings.trino_user,
-            catalog=settings.iceberg_catalog,
-        )
+        self.conn = trino_connection(settings, source="it-quality-gate")
         self.run_id = uuid.uuid4().hex[:8]
         self.schemas: list[str] = []
 
@@ -243,10 +239,7 @@ class Lakehouse:
         return schema
 
     def drop_all(self) -> None:
-        for schema in self.schemas:
-            for (table,) in self.execute(f'SHOW TABLES FROM {self.catalog}."{schema}"'):
-                self.execute(f'DROP TABLE IF EXISTS {self.catalog}."{schema}"."{table}"')
-            self.execute(f'DROP SCHEMA IF EXISTS {self.catalog}."{schema}"')
+        drop_schemas(self.settings, self.schemas)
         self.conn.close()
 
 

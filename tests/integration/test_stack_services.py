@@ -7,11 +7,10 @@ import uuid
 
 import pyarrow as pa
 import pytest
-import trino
 from confluent_kafka import Consumer, Producer
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from safra.lakehouse import iceberg_catalog, spark_session
+from safra.lakehouse import iceberg_catalog, spark_session, trino_query
 from safra.settings import Settings
 
 pytestmark = pytest.mark.stack
@@ -76,15 +75,9 @@ def test_one_iceberg_table_three_engines(local_stack: Settings) -> None:
         "VALUES (3, 'GO', 40.25), (4, 'MT', 9.25), (5, 'BA', 100.0)"
     )
 
-    with trino.dbapi.connect(
-        host=local_stack.trino_host,
-        port=local_stack.trino_port,
-        user=local_stack.trino_user,
-        catalog=local_stack.iceberg_catalog,
-    ) as conn:
-        cur = conn.cursor()
-        cur.execute(f"SELECT id, uf, valor FROM {namespace}.{name} ORDER BY id")
-        trino_rows = cur.fetchall()
+    trino_rows = trino_query(
+        local_stack, f"SELECT id, uf, valor FROM {namespace}.{name} ORDER BY id"
+    )
     assert trino_rows == [
         [1, "MT", 1000.0],
         [2, "PR", 2500.5],
