@@ -32,22 +32,6 @@ def as_v1(record: dict[str, Any]) -> dict[str, Any]:
     return v1
 
 
-def scored_request() -> dict[str, Any]:
-    return {
-        "id_requisicao": "req-1",
-        "proponente_id": "p-1",
-        "requested_at": 1_717_200_000_123,
-        "model_name": "safra-credit",
-        "model_version": "3",
-        "probabilidade_inadimplencia": 0.12,
-        "score": 880,
-        "decisao": "APPROVE",
-        "features": {"debt_to_income": 0.4, "serasa_score": None},
-        "latency_ms": 12.5,
-        "proponente_conhecido": True,
-    }
-
-
 def test_every_subject_and_version_loads_and_latest_is_the_highest() -> None:
     assert contracts.LATEST == {"application": 2, "outcome": 1, "scored_request": 1}
     for subject, versions in contracts.VERSIONS.items():
@@ -115,15 +99,19 @@ def test_every_generated_application_validates_against_v2(
         assert validate(record, schema, raise_errors=True, strict=True)
 
 
-def test_outcomes_and_scored_requests_round_trip(applications: list[dict[str, Any]]) -> None:
+def test_outcomes_and_scored_requests_round_trip(
+    applications: list[dict[str, Any]], scored_request: dict[str, Any]
+) -> None:
     for outcome in generate_outcomes(applications[:200], seed=5):
         assert decode(encode(outcome, "outcome", 1), 1, "outcome") == outcome
-    request = scored_request()
-    assert decode(encode(request, "scored_request", 1), 1, "scored_request") == request
+    encoded = encode(scored_request, "scored_request", 1)
+    assert decode(encoded, 1, "scored_request") == scored_request
 
 
-def test_datetimes_encode_and_decode_as_epoch_milliseconds() -> None:
-    request = scored_request()
+def test_datetimes_encode_and_decode_as_epoch_milliseconds(
+    scored_request: dict[str, Any],
+) -> None:
+    request = scored_request
     request["requested_at"] = datetime(2024, 6, 1, 12, 0, 0, 123_000, tzinfo=UTC)
     decoded = decode(encode(request, "scored_request"), 1, "scored_request")
     assert decoded["requested_at"] == 1_717_243_200_123

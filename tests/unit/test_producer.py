@@ -80,25 +80,14 @@ def test_v2_record_is_unchanged_by_shaping(applications: list[dict[str, Any]]) -
         writer_record({"proponente_id": "p"}, encoder.fields, 2)
 
 
-def test_schemas_the_compiled_writer_lacks_fall_back_to_fastavro() -> None:
+def test_schemas_the_compiled_writer_lacks_fall_back_to_fastavro(
+    scored_request: dict[str, Any],
+) -> None:
     with pytest.raises(NotImplementedError):
         compile_writer({"type": "map", "values": ["null", "double"]})
     encoder = AvroEncoder("scored_request", 1)  # has a map
     assert not encoder.compiled
-    request = {
-        "id_requisicao": "req-1",
-        "proponente_id": "p-1",
-        "requested_at": 1_717_200_000_123,
-        "model_name": "safra-credit",
-        "model_version": "3",
-        "probabilidade_inadimplencia": 0.12,
-        "score": 880,
-        "decisao": "APPROVE",
-        "features": {"debt_to_income": 0.4, "serasa_score": None},
-        "latency_ms": 12.5,
-        "proponente_conhecido": True,
-    }
-    assert encoder(request) == contracts.encode(request, "scored_request", 1)
+    assert encoder(scored_request) == contracts.encode(scored_request, "scored_request", 1)
 
 
 def test_compiled_writer_handles_negative_and_large_longs() -> None:
