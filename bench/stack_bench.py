@@ -23,15 +23,9 @@ import tempfile
 import time
 from pathlib import Path
 
+from safra.settings import default_ports
+
 ROOT = Path(__file__).resolve().parent.parent
-PORTS = {
-    "SAFRA_KAFKA_PORT": 9092,
-    "SAFRA_KAFKA_CONTROLLER_PORT": 9093,
-    "SAFRA_ICEBERG_REST_PORT": 8181,
-    "SAFRA_TRINO_PORT": 8080,
-    "SAFRA_REDIS_PORT": 6379,
-    "SAFRA_MLFLOW_PORT": 5000,
-}
 
 
 def du(path: Path) -> int:
@@ -71,7 +65,7 @@ def main() -> None:
     clone = work / "safra"
     subprocess.run(["git", "clone", "-q", str(ROOT), str(clone)], check=True)
     env = {k: v for k, v in os.environ.items() if not k.startswith("SAFRA_")}
-    env.update({k: str(v + args.port_offset) for k, v in PORTS.items()})
+    env.update({k: str(v + args.port_offset) for k, v in default_ports().items()})
     caches = {}
     if args.cold:
         caches = {

@@ -220,6 +220,18 @@ def redact(url: str) -> str:
     return urlunsplit(parts._replace(netloc=netloc))
 
 
+def default_ports() -> dict[str, int]:
+    """Each service's port setting as its environment variable, with its default
+    (``SAFRA_KAFKA_PORT``: 9092, ...): what a second stack offsets (the tests' own stack, a
+    benchmark's clone) to leave the user's alone."""
+    prefix = Settings.model_config.get("env_prefix", "")
+    return {
+        f"{prefix}{name}".upper(): int(field.default)
+        for name, field in Settings.model_fields.items()
+        if name.endswith("_port")
+    }
+
+
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:
     """The process-wide settings, built on first use (never at import time)."""

@@ -14,22 +14,14 @@ import shutil
 import sys
 from pathlib import Path
 
+from safra.settings import default_ports
+
 REPO = Path(__file__).resolve().parent.parent
 DATA_DIR = REPO / ".safra-test"
 PORT_OFFSET = 20000
-_DEFAULT_PORTS = {
-    "SAFRA_KAFKA_PORT": 9092,
-    "SAFRA_KAFKA_CONTROLLER_PORT": 9093,
-    "SAFRA_ICEBERG_REST_PORT": 8181,
-    "SAFRA_TRINO_PORT": 8080,
-    "SAFRA_REDIS_PORT": 6379,
-    "SAFRA_MLFLOW_PORT": 5000,
-    "SAFRA_SERVING_PORT": 3000,
-    "SAFRA_AIRFLOW_PORT": 8088,
-}
 ENVIRONMENT: dict[str, str] = {
     "SAFRA_DATA_DIR": str(DATA_DIR),
-    **{name: str(port + PORT_OFFSET) for name, port in _DEFAULT_PORTS.items()},
+    **{name: str(port + PORT_OFFSET) for name, port in default_ports().items()},
     # derived from the ports above: empty, so that a value in .env or the shell cannot point the
     # tests at another stack
     "SAFRA_KAFKA_BOOTSTRAP": "",
