@@ -22,7 +22,7 @@ from sklearn.ensemble import HistGradientBoostingClassifier
 
 from ml.drift import compare, current_inputs, write_report
 from ml.train import REFERENCE_SAMPLE_ROWS, fit_candidates
-from pipelines.simulator import applications_frame, generate_applications, generate_outcomes
+from pipelines.simulator import generate_applications, labelled_frame
 from safra.settings import get_settings
 
 
@@ -30,9 +30,7 @@ def applications(n: int, seed: int, scenario: str = "baseline") -> pd.DataFrame:
     apps = generate_applications(
         n, seed=seed, start=datetime(2024, 1, 1), end=datetime(2025, 1, 1), scenario=scenario
     )
-    frame = applications_frame(apps)
-    frame["inadimplente"] = [o["inadimplente"] for o in generate_outcomes(apps, seed, scenario)]
-    return frame
+    return labelled_frame(apps, seed, scenario)
 
 
 def main() -> None:

@@ -189,13 +189,12 @@ def _train(settings: Any, model_name: str) -> str:
 
     from ml.registry import CHAMPION, tracking_client
     from ml.train import out_of_time_split, train_and_register
-    from pipelines.simulator import applications_frame, generate_applications, generate_outcomes
+    from pipelines.simulator import generate_applications, labelled_frame
 
     apps = generate_applications(
         20_000, seed=31, start=datetime(2024, 1, 1), end=datetime(2025, 1, 1)
     )
-    frame = applications_frame(apps)
-    frame["inadimplente"] = [o["inadimplente"] for o in generate_outcomes(apps, seed=31)]
+    frame = labelled_frame(apps, seed=31)
     train, valid = out_of_time_split(frame, valid_fraction=0.2)
     result = train_and_register(
         train,

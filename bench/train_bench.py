@@ -36,12 +36,7 @@ import numpy as np
 import pandas as pd
 
 from ml.train import RF_MAX_ROWS_PER_TREE, fit_candidates, out_of_time_split
-from pipelines.simulator import (
-    applications_frame,
-    best_achievable_auc,
-    generate_applications,
-    generate_outcomes,
-)
+from pipelines.simulator import best_achievable_auc, generate_applications, labelled_frame
 
 GOAL_FRACTION = 0.98
 CHUNK_ROWS = 200_000
@@ -58,11 +53,8 @@ def labelled_applications(rows: int, seed: int) -> pd.DataFrame:
         apps = generate_applications(
             n, seed=seed + i, start=START + i * span, end=START + (i + 1) * span
         )
-        outcomes = generate_outcomes(apps, seed=seed + i)
-        frame = applications_frame(apps)
-        frame["inadimplente"] = [o["inadimplente"] for o in outcomes]
-        frames.append(frame)
-        del apps, outcomes
+        frames.append(labelled_frame(apps, seed=seed + i))
+        del apps
     return pd.concat(frames, ignore_index=True)
 
 

@@ -15,6 +15,7 @@ from pipelines.simulator.generator import (
     applications_frame,
     generate_applications,
     generate_outcomes,
+    labelled_frame,
     live_applications,
 )
 from pipelines.simulator.hidden_model import best_achievable_auc, default_probability
@@ -34,5 +35,6 @@ __all__ = [
     "is_valid_cnpj",
     "is_valid_cpf",
     "is_valid_tax_id",
+    "labelled_frame",
     "live_applications",
 ]

@@ -494,6 +494,17 @@ def applications_frame(applications: Sequence[Mapping[str, Any]]) -> pd.DataFram
     return frame
 
 
+def labelled_frame(
+    applications: Sequence[Mapping[str, Any]], seed: int, scenario: str = "baseline"
+) -> pd.DataFrame:
+    """:func:`applications_frame` of ``applications`` with the label: ``inadimplente`` of each
+    one's outcome (:func:`generate_outcomes` with ``seed`` and ``scenario``)."""
+    frame = applications_frame(applications)
+    outcomes = generate_outcomes(applications, seed, scenario)
+    frame["inadimplente"] = [o["inadimplente"] for o in outcomes]
+    return frame
+
+
 def generate_outcomes(
     applications: Sequence[Mapping[str, Any]], seed: int, scenario: str = "baseline"
 ) -> list[dict[str, Any]]:

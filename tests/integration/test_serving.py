@@ -38,7 +38,7 @@ from ml.feature_store import HISTORY_VIEW, apply_repo, feature_store
 from ml.promote import promote_if_better
 from ml.registry import CHAMPION, tracking_client, version_by_alias
 from ml.train import out_of_time_split, train_and_register
-from pipelines.simulator import applications_frame, generate_applications, generate_outcomes
+from pipelines.simulator import generate_applications, labelled_frame
 from safra import contracts
 from safra.settings import Settings, get_settings
 
@@ -99,9 +99,7 @@ def _labelled(seed: int) -> pd.DataFrame:
     apps = generate_applications(
         6_000, seed=seed, start=datetime(2024, 1, 1), end=datetime(2025, 1, 1)
     )
-    frame = applications_frame(apps)
-    frame["inadimplente"] = [o["inadimplente"] for o in generate_outcomes(apps, seed=seed)]
-    return frame
+    return labelled_frame(apps, seed=seed)
 
 
 @pytest.fixture(scope="module")

@@ -25,7 +25,7 @@ from ml.drift import (
     write_report,
 )
 from ml.train import fit_candidates
-from pipelines.simulator import applications_frame, generate_applications, generate_outcomes
+from pipelines.simulator import generate_applications, labelled_frame
 
 SHARE = 0.1
 ROWS = 3_000
@@ -35,9 +35,7 @@ def _applications(n: int, seed: int, scenario: str = "baseline") -> pd.DataFrame
     apps = generate_applications(
         n, seed=seed, start=datetime(2024, 1, 1), end=datetime(2025, 1, 1), scenario=scenario
     )
-    frame = applications_frame(apps)
-    frame["inadimplente"] = [o["inadimplente"] for o in generate_outcomes(apps, seed, scenario)]
-    return frame
+    return labelled_frame(apps, seed, scenario)
 
 
 @pytest.fixture(scope="module")

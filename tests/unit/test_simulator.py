@@ -21,6 +21,7 @@ from pipelines.simulator import (
     is_valid_cnpj,
     is_valid_cpf,
     is_valid_tax_id,
+    labelled_frame,
     live_applications,
 )
 from pipelines.simulator.geography import CROPS, FARM_JITTER_DEGREES, UFS, crop_weights
@@ -36,11 +37,9 @@ DROUGHT_UFS = {"MT", "GO", "MS"}
 
 
 def labelled(n: int, seed: int, scenario: str = "baseline") -> pd.DataFrame:
-    applications = generate_applications(n, seed, START, END, scenario=scenario)
-    outcomes = generate_outcomes(applications, seed, scenario)
-    frame = applications_frame(applications)
-    frame["inadimplente"] = [o["inadimplente"] for o in outcomes]
-    return frame
+    return labelled_frame(
+        generate_applications(n, seed, START, END, scenario=scenario), seed, scenario
+    )
 
 
 @pytest.fixture(scope="module")
