@@ -29,14 +29,12 @@ import json
 import logging
 import os
 import shutil
-import signal
-import socket
 import subprocess
 import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -45,12 +43,6 @@ import numpy as np
 import pandas as pd
 
 logger = logging.getLogger("serving_bench")
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _summary(latencies_ms: list[float], errors: int, sent: int, seconds: float) -> dict[str, Any]:
@@ -152,24 +144,6 @@ def _batches(port: int) -> tuple[float, float]:
     return values["count"], values["sum"]
 
 
-@contextlib.contextmanager
-def _process(command: list[str], env: dict[str, str], log: Path) -> Iterator[subprocess.Popen]:
-    with log.open("w") as out:
-        proc = subprocess.Popen(
-            command, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
-        )
-    try:
-        yield proc
-    finally:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(30)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(5)
-
-
 def _wait_http(url: str, timeout_s: float, log: Path, proc: subprocess.Popen) -> float:
     import httpx
 
@@ -264,6 +238,7 @@ def main() -> None:
     from ml.feature_store import HISTORY_VIEW, apply_repo, feature_store, online_history
     from ml.features import model_inputs, request_to_application
     from ml.registry import tracking_client
+    from safra.processes import free_port, process_group
     from safra.settings import get_settings
     from serving.scoring import split_online_row
 
@@ -309,9 +284,9 @@ def main() -> None:
         # the API: a real bentoml serve process
         from serving.server import bentoml_command
 
-        port = _free_port()
+        port = free_port()
         api_log = workdir / "api.log"
-        with _process(bentoml_command(settings, port), {**os.environ}, api_log) as proc:
+        with process_group(bentoml_command(settings, port), api_log) as proc:
             result["api_start_s"] = round(
                 _wait_http(f"http://127.0.0.1:{port}/readyz", 300, api_log, proc), 1
             )
@@ -348,7 +323,7 @@ def main() -> None:
                 {"dataframe_split": json.loads(f.to_json(orient="split", index=False))}
                 for f in frames
             ]
-            port = _free_port()
+            port = free_port()
             mlflow_log = workdir / "mlflow.log"
             command = [
                 str(Path(sys.executable).parent / "mlflow"),
@@ -371,7 +346,7 @@ def main() -> None:
                 "MLFLOW_TRACKING_URI": settings.mlflow_tracking_uri,
                 "PATH": os.pathsep.join([bin_dir, os.environ.get("PATH", "")]),
             }
-            with _process(command, env, mlflow_log) as proc:
+            with process_group(command, mlflow_log, env) as proc:
                 result["mlflow_serve_start_s"] = round(
                     _wait_http(f"http://127.0.0.1:{port}/ping", 300, mlflow_log, proc), 1
                 )

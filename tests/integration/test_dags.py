@@ -26,6 +26,7 @@ import psutil
 import pytest
 
 from commands import stack
+from safra.processes import free_port
 from safra.settings import Settings
 from tests.airflow_venv import (
     DAG_TEST,
@@ -179,12 +180,6 @@ def test_drift_monitor_emits_the_retraining_asset_only_on_drift(
     assert result["asset_events"] == expected_events
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def test_stack_up_with_airflow_serves_the_ui_and_down_stops_only_airflow(
     local_stack: Settings, tmp_path: Path
 ) -> None:
@@ -192,7 +187,7 @@ def test_stack_up_with_airflow_serves_the_ui_and_down_stops_only_airflow(
     shared stack, and an Airflow already running on it, are left alone."""
     require_airflow_venv()
     shared_before = {st.name: st.pid for st in stack.status(local_stack)}
-    port = _free_port()
+    port = free_port()
     env = {
         **{k: v for k, v in os.environ.items() if not k.startswith("AIRFLOW")},
         "SAFRA_DATA_DIR": str(tmp_path / "data"),

@@ -12,10 +12,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-import signal
-import socket
-import subprocess
-import sys
 import tempfile
 import threading
 import time
@@ -40,7 +36,9 @@ from ml.registry import CHAMPION, tracking_client, version_by_alias
 from ml.train import out_of_time_split, train_and_register
 from pipelines.simulator import generate_applications, labelled_frame
 from safra import contracts
+from safra.processes import free_port, process_group
 from safra.settings import Settings, get_settings
+from serving.server import bentoml_command
 
 pytestmark = pytest.mark.stack
 
@@ -356,7 +354,7 @@ def test_no_champion_is_not_ready_and_says_why(online: datetime) -> None:
 def test_dependency_down_is_a_clear_503(
     versions: dict[str, str], online: datetime, env: dict[str, str], says: str
 ) -> None:
-    closed = {k: v.format(port=_free_port()) for k, v in env.items()}
+    closed = {k: v.format(port=free_port()) for k, v in env.items()}
     with _in_process_api(closed) as client:
         deadline = time.monotonic() + 30
         while client.get("/v1/model-info", headers={"X-API-Key": API_KEY}).status_code != 200:
@@ -377,31 +375,13 @@ def test_dependency_down_is_a_clear_503(
 # --- a real server: hot swap under load -----------------------------------------------------------
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @contextlib.contextmanager
-def _bentoml_serve(port: int, log: Path) -> Iterator[str]:
+def _bentoml_serve(settings: Settings, log: Path) -> Iterator[str]:
+    """``bentoml serve`` of the API (as ``safra serve`` runs it) on a free port."""
+    port = free_port(settings.bind_host)
     env = {**os.environ, **_env(), "SAFRA_SERVING_PORT": str(port)}
-    with log.open("w") as out:
-        proc = subprocess.Popen(
-            [str(Path(sys.executable).parent / "bentoml"), "serve", "serving.service:CreditScoring",
-             "--host", "127.0.0.1", "--port", str(port)],
-            env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
-        )  # fmt: skip
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(20)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(5)
+    with process_group(bentoml_command(settings, port), log, env, stop_timeout_s=20):
+        yield f"http://{settings.bind_host}:{port}"
 
 
 def test_hot_swap_under_load_with_a_real_server(
@@ -410,7 +390,7 @@ def test_hot_swap_under_load_with_a_real_server(
     registry = tracking_client(serving_settings)
     name = serving_settings.model_name
     assert version_by_alias(registry, name, CHAMPION) == versions["v1"]
-    with _bentoml_serve(_free_port(), tmp_path / "bentoml.log") as url, httpx.Client(
+    with _bentoml_serve(serving_settings, tmp_path / "bentoml.log") as url, httpx.Client(
         base_url=url, timeout=10
     ) as http:  # fmt: skip
         deadline = time.monotonic() + SERVER_START_S

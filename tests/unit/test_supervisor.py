@@ -19,12 +19,7 @@ from commands.stack.provision import (
     verify_manifest,
 )
 from safra.java import JavaNotFound, find_java, java_major
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+from safra.processes import free_port
 
 
 def http_server(port: int) -> list[str]:
