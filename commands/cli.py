@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import time
 from datetime import datetime
 from pathlib import Path
@@ -35,7 +36,9 @@ def main(
     log_file = None
     if command != "serve":  # the API in the foreground keeps its own output on the console
         log_file = get_settings().logs_dir / ("demo.log" if command == "demo" else "safra.log")
-    console.file, restore = logsetup.configure(verbose, log_file)
+    # the demo's console is its progress display: its INFO lines go to the file only
+    level = logging.WARNING if command == "demo" else logging.INFO
+    console.file, restore = logsetup.configure(verbose, log_file, level)
     ctx.call_on_close(restore)
 
 

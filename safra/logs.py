@@ -45,13 +45,14 @@ def _owns_the_terminal() -> bool:
 
 
 def configure(
-    verbose: bool = False, log_file: Path | None = None
+    verbose: bool = False, log_file: Path | None = None, console_level: int = logging.INFO
 ) -> tuple[TextIO, Callable[[], None]]:
     """Set up logging for one CLI command; returns the terminal's stdout (for the command's own
     output: tables, JSON) and a function that undoes the set-up (for in-process callers).
 
     With ``log_file`` and not ``verbose``: fds 1 and 2 point at ``log_file`` until undone, every
-    logger writes there at INFO, and only Safra's loggers reach the terminal (stderr). Otherwise,
+    logger writes there at INFO, and only Safra's loggers at ``console_level`` and above reach the
+    terminal (stderr). Otherwise,
     and when run in-process by a test runner, every logger goes to stderr as before."""
     root = logging.getLogger()
     if verbose or log_file is None or not _owns_the_terminal():
@@ -85,7 +86,7 @@ def configure(
         console=Console(file=terminal_err), show_path=False, rich_tracebacks=False
     )
     to_console.addFilter(_SafraOnly())
-    to_console.setLevel(logging.INFO)
+    to_console.setLevel(console_level)
     to_console.setFormatter(logging.Formatter("%(message)s"))
     logging.basicConfig(level=logging.INFO, handlers=[to_file, to_console], force=True)
     logging.captureWarnings(True)  # warnings.warn(...) into the log file, not the console
