@@ -38,7 +38,7 @@ from great_expectations.datasource.fluent.interfaces import TestConnectionError
 from great_expectations.expectations import Expectation
 from great_expectations.expectations.row_conditions import deserialize_row_condition
 
-from quality.report import write_report
+from quality.report import ExpectationOutcome, write_report
 from quality.suites import bronze, gold, silver
 from safra.lakehouse import trino_sqlalchemy_url
 from safra.settings import Settings
@@ -56,22 +56,6 @@ CHUNK_SIZE = 6
 MAX_WORKERS = 8
 #: Unexpected values kept per expectation for the report (never for ``sensitive`` ones).
 SAMPLE_SIZE = 5
-
-
-@dataclass(frozen=True)
-class ExpectationOutcome:
-    """One expectation's verdict on one table, in words."""
-
-    table: str
-    expectation: str  # e.g. "expect_column_values_to_be_unique(id_solicitacao)"
-    critical: bool
-    passed: bool
-    observed: str  # what was seen, e.g. "3 rows share a duplicated value (of 100)"
-    why: str  # the business reason
-
-    def message(self) -> str:
-        verdict = "passed" if self.passed else "failed"
-        return f"{self.table}: {self.expectation} {verdict}: {self.observed}"
 
 
 @dataclass

@@ -12,14 +12,28 @@ import html
 import logging
 import shutil
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:
-    from quality.gate import ExpectationOutcome
 
 log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ExpectationOutcome:
+    """One expectation's verdict on one table, in words."""
+
+    table: str
+    expectation: str  # e.g. "expect_column_values_to_be_unique(id_solicitacao)"
+    critical: bool
+    passed: bool
+    observed: str  # what was seen, e.g. "3 rows share a duplicated value (of 100)"
+    why: str  # the business reason
+
+    def message(self) -> str:
+        verdict = "passed" if self.passed else "failed"
+        return f"{self.table}: {self.expectation} {verdict}: {self.observed}"
+
 
 _STYLE = """
 body { font-family: system-ui, sans-serif; margin: 2rem; color: #222; }
