@@ -352,18 +352,6 @@ def drift_cmd(
     console.print(f"MLflow run: {summary['mlflow_run_url']}")
 
 
-def _ml_logging(as_json: bool) -> None:
-    """Feast's INFO chatter off; with --json, logs to stderr so stdout carries the JSON alone."""
-    import logging
-
-    logging.getLogger("feast").setLevel(logging.WARNING)
-    if as_json:
-        from rich.logging import RichHandler
-
-        handler = RichHandler(console=Console(stderr=True), show_path=False)
-        logging.getLogger().handlers = [handler]
-
-
 def _print_json(report: object) -> None:
     typer.echo(json.dumps(report.as_dict(), indent=2, default=str), file=console.file)  # type: ignore[attr-defined]
 
@@ -375,7 +363,6 @@ def features_cmd(
     """Register the Feast repo (feast apply) and materialize new gold rows into Redis."""
     from ml.feature_store import run_features
 
-    _ml_logging(as_json)
     try:
         report = run_features(get_settings())
     except (ValueError, FileNotFoundError, ConnectionError) as exc:
@@ -412,7 +399,6 @@ def train_cmd(
     from ml.train import run_train
     from pipelines.simulator.hidden_model import best_achievable_auc_by_origin
 
-    _ml_logging(as_json)
     try:
         report = run_train(
             get_settings(), since, until, valid_fraction, valid_days, n_jobs,
@@ -484,7 +470,6 @@ def promote_cmd(
     """
     from ml.promote import run_promote
 
-    _ml_logging(as_json)
     try:
         report = run_promote(get_settings(), dry_run=dry_run)
     except (ValueError, FileNotFoundError, ConnectionError) as exc:
@@ -502,7 +487,6 @@ def rollback_cmd(
     """Move @champion back to @previous-champion in one call, and log it (exit 1 when none)."""
     from ml.promote import run_rollback
 
-    _ml_logging(as_json)
     try:
         report = run_rollback(get_settings())
     except ValueError as exc:
