@@ -436,24 +436,44 @@ def train_cmd(
     )
 
 
-def _print_decision(report) -> None:  # ml.promote.PromoteReport
-    colour = "green" if report.promoted else "yellow"
-    prefix = "[dry run] " if report.dry_run else ""
+def _print_decision(decision) -> None:  # ml.alias_history.PromotionDecision
+    colour = "green" if decision.promoted else "yellow"
+    prefix = "[dry run] " if decision.dry_run else ""
     console.print(
-        f"{prefix}[bold {colour}]{report.action}[/]: {report.model_name} challenger "
-        f"v{report.challenger_version}, champion v{report.champion_version_before} → "
-        f"v{report.champion_version_after}"
+        f"{prefix}[bold {colour}]{decision.action}[/]: {decision.model_name} challenger "
+        f"v{decision.challenger_version}, champion v{decision.champion_version_before} → "
+        f"v{decision.champion_version_after}"
     )
-    if report.challenger_metrics:
+    if decision.challenger_metrics:
         table = Table("metric", "challenger", "champion")
         for key in ("f1_at_threshold", "roc_auc", "pr_auc", "brier", "ks", "calibration_gap"):
-            ch = report.challenger_metrics.get(key)
-            cp = report.champion_metrics.get(key)
+            ch = decision.challenger_metrics.get(key)
+            cp = decision.champion_metrics.get(key)
             table.add_row(key, "" if ch is None else f"{ch:.4f}", "" if cp is None else f"{cp:.4f}")
         console.print(table)
-        console.print(f"holdout: {report.holdout_rows:,} rows from {report.holdout_from}")
-    for reason in report.reasons:
+        c = decision.comparison
+        if c:
+            console.print(
+                f"paired on {c['rows']:,} holdout rows ({c['positives']:,} defaults) from "
+                f"{decision.holdout_from}; {c['resamples']:,} resamples, seed {c['seed']}; "
+                f"smallest detectable F1 gain {c['smallest_detectable_f1_gain']:.4f}"
+            )
+            for key in ("f1_gain", "auc_gain", "brier_gain"):
+                i = c[key]
+                console.print(
+                    f"  {key}: {i['estimate']:+.4f} [{i['low']:+.4f}, {i['high']:+.4f}]"
+                )
+        else:
+            console.print(f"holdout: {decision.holdout_rows:,} rows from {decision.holdout_from}")
+    for reason in decision.reasons:
         console.print(f"  - {reason}")
+    if decision.rule:
+        console.print(f"[dim]rule: {decision.rule}[/]")
+    if decision.log_run_id:
+        console.print(f"record: run {decision.log_run_id} of MLflow experiment safra-promotions")
+
+
+_MLFLOW_FAILURES = (ValueError, FileNotFoundError, ConnectionError, RuntimeError)
 
 
 @app.command("promote")
@@ -461,40 +481,88 @@ def promote_cmd(
     dry_run: Annotated[bool, typer.Option("--dry-run", help="decide, move and record nothing")] = (
         False
     ),
+    allow_withdrawn: Annotated[
+        str | None,
+        typer.Option("--allow-withdrawn", help="REASON to promote a version a rollback withdrew"),
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="print the JSON decision only")] = False,
 ) -> None:
-    """Challenger vs champion on the same holdout; promote only if it wins and keeps the guardrails.
+    """Challenger vs champion on the same holdout, paired; promote only if the gain is real and
+    the guardrails hold. One at a time; a move left half-done by a killed run is completed or
+    reverted first.
 
     Exit code 0 when the decision was made, promoted or refused (read `action`/`promoted`);
-    1 when it could not be made (no challenger, no holdout, a service down).
+    1 when it could not be made (no challenger, no holdout, a service down, another promotion).
     """
     from ml.promote import run_promote
 
     try:
-        report = run_promote(get_settings(), dry_run=dry_run)
-    except (ValueError, FileNotFoundError, ConnectionError) as exc:
+        decision = run_promote(get_settings(), dry_run=dry_run, allow_withdrawn=allow_withdrawn)
+    except _MLFLOW_FAILURES as exc:
         _fail(exc)
     if as_json:
-        _print_json(report)
+        _print_json(decision)
         return
-    _print_decision(report)
+    _print_decision(decision)
 
 
 @app.command("rollback")
 def rollback_cmd(
+    reason: Annotated[
+        str | None, typer.Option("--reason", help="why the champion is withdrawn (recorded)")
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="print the JSON record only")] = False,
 ) -> None:
-    """Move @champion back to @previous-champion in one call, and log it (exit 1 when none)."""
+    """@champion back to @previous-champion in one call; the withdrawn version is retired (tagged,
+    cleared from @challenger, refused by `promote`), all on record (exit 1 when none)."""
     from ml.promote import run_rollback
 
     try:
-        report = run_rollback(get_settings())
-    except ValueError as exc:
+        decision = run_rollback(get_settings(), reason)
+    except _MLFLOW_FAILURES as exc:
+        _fail(exc)
+    if as_json:
+        _print_json(decision)
+        return
+    _print_decision(decision)
+
+
+@app.command("promotions")
+def promotions_cmd(
+    audit: Annotated[
+        bool,
+        typer.Option(
+            "--audit/--no-audit",
+            help="first record alias changes made outside Safra (judging a new champion)",
+        ),
+    ] = True,
+    as_json: Annotated[bool, typer.Option("--json", help="print JSON only")] = False,
+) -> None:
+    """The champion timeline: version, since when, how it got there, the evidence, who — and
+    every record of the alias history (MLflow experiment safra-promotions)."""
+    from ml.promote import run_promotions
+
+    try:
+        report = run_promotions(get_settings(), audit=audit)
+    except _MLFLOW_FAILURES as exc:
         _fail(exc)
     if as_json:
         _print_json(report)
         return
-    _print_decision(report)
+    for note in report.audit:
+        console.print(f"[yellow]audit[/]: {note}")
+    console.print(
+        f"{report.model_name}: "
+        + ", ".join(f"@{a} v{v}" if v else f"@{a} none" for a, v in report.aliases.items())
+    )
+    table = Table("version", "since", "how", "guardrails", "who", "evidence")
+    for row in report.timeline:
+        table.add_row(
+            str(row["version"]), str(row["since"])[:19], str(row["how"]),
+            str(row["guardrails"] or ""), str(row["who"]), str(row["evidence"])[:120],
+        )  # fmt: skip
+    console.print(table)
+    console.print(f"{len(report.records)} records in the MLflow experiment safra-promotions")
 
 
 @app.command("serve")

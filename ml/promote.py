@@ -1,130 +1,129 @@
-"""Promotion: challenger against champion on the same holdout; rollback; the promotion log.
+"""Promotion: challenger against champion on the same holdout, with statistics; rollback; the
+alias audit. One at a time, atomic, every step on record.
 
-The rules (validation thresholds as code; ``dry_run`` decides without moving anything):
+**The decision** (:func:`promote_if_better`): both models score the same holdout rows (looked
+up once with the aliases, pinned by a fingerprint, trained on by neither); the rule of
+:mod:`ml.promotion_rule` judges the paired comparison of :mod:`ml.comparison` (a paired bootstrap
+of the F1 gain at the business threshold, DeLong for the AUC, the guardrails of both). With no
+champion, a challenger that keeps the guardrails becomes the first one. A version that a
+rollback withdrew is refused unless the caller gives a reason to promote it anyway (recorded).
+``dry_run`` decides and records nothing.
 
-- both models are scored on the SAME holdout (labelled applications, typically the latest
-  window), through :func:`ml.features.model_inputs`;
-- absolute guardrails, for every challenger (also the very first): calibration gap
-  |mean probability − observed default rate| ≤ ``calibration_bound``; every segment (region,
-  person type, crop) with at least ``min_segment_rows`` rows and ``min_segment_positives``
-  defaults has a ROC-AUC ≥ ``segment_floor`` (smaller segments are too noisy to judge and are
-  listed as not judged);
-- with no champion, a challenger that keeps the guardrails becomes champion;
-- otherwise it is promoted only if its F1 at the business threshold ≥ champion's + ``margin`` and
-  its ROC-AUC is not lower than the champion's;
-- on promotion ``previous-champion`` ← the old champion, ``champion`` ← the challenger.
+**One at a time, atomic** (:func:`promotion_lock`, :func:`_move`): a promotion or rollback holds
+a per-model ``flock`` (released by the kernel if its holder is killed). A move is written as a
+``pending`` record with its plan first; then the aliases move if nobody moved them meanwhile;
+then the tags; then the record becomes ``final``. A run killed or failed between two steps leaves
+its ``pending`` record: the next promotion or rollback (:func:`recover`) completes it when
+``@champion`` already moved (the API may already serve it), else reverts the aliases it had
+moved, and says so.
 
-Every decision (promoted or refused, with both models' scores, the reasons, who and when) is
-recorded twice: as ``promotion.*`` tags on the challenger's model version, and as one run in the
-MLflow experiment :data:`PROMOTION_EXPERIMENT` (the registry keeps no alias history: this run
-list is the history; read it with :func:`promotion_log`). Dry runs record nothing.
+**Rollback retires** (:func:`rollback`): ``@champion`` ← ``@previous-champion``; the withdrawn
+version is tagged :data:`WITHDRAWN` with the reason; ``@challenger`` is cleared if it names it.
 
-:func:`run_promote` / :func:`run_rollback` are the stages behind ``safra promote`` / ``safra
-rollback``: the settings' thresholds and margin, on a holdout neither model trained on
-(:func:`promotion_holdout`); each returns a :class:`PromoteReport` (``as_dict()`` for ``--json``;
-the CLI only prints).
+**The alias audit** (:func:`reconcile`): an alias change nobody recorded (the MLflow UI, a
+script) is recorded as ``manual-change``, and a new champion is judged against the guardrails on
+the holdout after the fact (``guardrails``: ``hold`` / ``breach: …``), also tagged on the version
+(:data:`AUDIT_TAG`) for the API's ``/metrics``.
+
+The records are runs of ``safra-promotions`` (:mod:`ml.alias_history`).
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
+import urllib.error
+import urllib.request
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from datetime import UTC, datetime
-from typing import Any
+from datetime import UTC
+from typing import Any, TypeAlias
 
-import mlflow
 import numpy as np
 import pandas as pd
 from mlflow import MlflowClient
 
 from ml import evaluate
+from ml.alias_history import (
+    ABANDONED,
+    FINAL,
+    FIRST_CHAMPION,
+    LOCK_WAIT_S,
+    MANUAL,
+    PENDING,
+    PROMOTED,
+    RECORDED_CHAMPION,
+    REFUSED,
+    REVERTED,
+    ROLLED_BACK,
+    Aliases,
+    PromotionDecision,
+    alias_state,
+    champion_timeline,
+    now,
+    plan_of,
+    promotion_lock,
+    promotion_log,
+    record_runs,
+    set_aliases,
+    set_status,
+    unrecorded_change,
+    write_record,
+)
+from ml.comparison import DEFAULT_RESAMPLES, DEFAULT_SEED, smallest_detectable_f1_gain
 from ml.feature_store import feature_store
 from ml.features import model_inputs
+from ml.promotion_rule import Guardrails, guardrail_breaks, judge_pair, rule_text
 from ml.registry import (
     CHALLENGER,
     CHAMPION,
-    MODEL_NAME,
     PREVIOUS_CHAMPION,
     actor,
-    experiment_id,
     load_version,
     predict_default_probability,
     tracking_client,
-    version_by_alias,
     version_run_id,
 )
 from ml.train import DEFAULT_VALID_FRACTION, labels, out_of_time_split
 from ml.training_set import LABEL, build_training_set
+from safra import locks
 from safra.settings import Settings
 
 logger = logging.getLogger(__name__)
 
-PROMOTION_EXPERIMENT = "safra-promotions"
-PROMOTED = "promoted"
-FIRST_CHAMPION = "first-champion"
-REFUSED = "refused"
-ROLLED_BACK = "rolled-back"
+WITHDRAWN = "safra.withdrawn"
+"""Version tag set by a rollback (with ``safra.withdrawn_reason`` / ``_at`` / ``_by``)."""
+AUDIT_TAG = "safra.guardrails"
+"""Version tag: the guardrail verdict of a champion that came by a manual change."""
 COMPARED_METRICS = ("f1_at_threshold", "roc_auc", "pr_auc", "brier", "ks", "calibration_gap")
-_TAG_LIMIT = 5000
+UNKNOWN_AUTHOR = "unknown (MLflow records no author of an alias change)"
 
-LOG_COLUMNS = [
-    "decided_at",
-    "action",
-    "promoted",
-    "model_name",
-    "challenger_version",
-    "champion_version_before",
-    "champion_version_after",
-    "previous_champion_version",
-    "challenger_f1_at_threshold",
-    "champion_f1_at_threshold",
-    "challenger_roc_auc",
-    "champion_roc_auc",
-    "challenger_calibration_gap",
-    "reason",
-    "actor",
-    "holdout_rows",
-    "holdout_fingerprint",
-    "run_id",
-]
+PromotionBusy = locks.Busy
 
 
-@dataclass
-class PromotionDecision:
-    """One promotion decision or rollback, as recorded."""
-
-    action: str
-    """``promoted``, ``first-champion``, ``refused`` or ``rolled-back``."""
-    model_name: str
-    challenger_version: str | None
-    champion_version_before: str | None
-    champion_version_after: str | None
-    previous_champion_version: str | None
-    reasons: list[str]
-    actor: str
-    decided_at: str
-    """UTC, ISO 8601 with microseconds."""
-    challenger_metrics: dict[str, float] = field(default_factory=dict)
-    champion_metrics: dict[str, float] = field(default_factory=dict)
-    holdout_rows: int = 0
-    holdout_fingerprint: str = ""
-    dry_run: bool = False
-    log_run_id: str | None = None
-    """The run of this decision in :data:`PROMOTION_EXPERIMENT` (None for a dry run)."""
-
-    @property
-    def promoted(self) -> bool:
-        """True when the champion alias moved (promotion, first champion or rollback)."""
-        return self.action in (PROMOTED, FIRST_CHAMPION, ROLLED_BACK)
-
-    @property
-    def reason(self) -> str:
-        return "; ".join(self.reasons)
+class PromotionConflict(RuntimeError):
+    """The aliases changed between the decision and the move; nothing moved."""
 
 
-def _now() -> str:
-    return datetime.now(UTC).isoformat(timespec="microseconds")
+def _after_step(step: str) -> None:
+    """Called after each step of a move (``pending``, ``alias:<name>``, ``tags``): where the
+    tests inject a failure or a kill."""
+
+
+def ensure_reachable(settings: Settings, timeout_s: float = 5.0) -> None:
+    """ConnectionError naming the MLflow server when its ``/health`` does not answer: a
+    promotion against a registry that is down fails at once, before anything is read or moved
+    (the client itself would retry for minutes)."""
+    url = settings.mlflow_tracking_uri.rstrip("/") + "/health"
+    try:
+        with urllib.request.urlopen(url, timeout=timeout_s) as response:  # noqa: S310 - our URL
+            response.read()
+    except (OSError, urllib.error.URLError) as exc:
+        raise ConnectionError(
+            f"the MLflow server at {settings.mlflow_tracking_uri} does not answer ({exc}); "
+            "nothing was changed (is the stack up? `safra stack status`)"
+        ) from exc
 
 
 def holdout_fingerprint(holdout: pd.DataFrame) -> str:
@@ -133,343 +132,427 @@ def holdout_fingerprint(holdout: pd.DataFrame) -> str:
     return digest.hexdigest()[:16]
 
 
+@dataclass
+class _Scored:
+    prob: np.ndarray
+    scores: dict[str, float]
+    segments: pd.DataFrame
+
+
 def _score(
-    model_name: str, version: str, inputs: pd.DataFrame, y: np.ndarray, deny_above: float,
-    approve_below: float,
-) -> tuple[dict[str, float], pd.DataFrame]:  # fmt: skip
-    prob = predict_default_probability(load_version(model_name, version), inputs)
+    settings: Settings, model_name: str, version: str, inputs: pd.DataFrame, y: np.ndarray,
+    deny_above: float, approve_below: float,
+) -> _Scored:  # fmt: skip
+    prob = predict_default_probability(load_version(settings, model_name, version), inputs)
     scores = evaluate.metrics(y, prob, deny_above=deny_above, approve_below=approve_below)
-    return scores, evaluate.segment_metrics(inputs, y, prob, deny_above=deny_above)
+    return _Scored(prob, scores, evaluate.segment_metrics(inputs, y, prob, deny_above=deny_above))
 
 
-def _guardrail_breaks(
-    scores: dict[str, float],
-    segments: pd.DataFrame,
-    calibration_bound: float,
-    segment_floor: float,
-    min_segment_rows: int,
-    min_segment_positives: int,
-) -> tuple[list[str], list[str]]:
-    """(breaks, notes): the absolute guardrails the model breaks; what was not judged."""
-    breaks: list[str] = []
-    if not scores["calibration_gap"] <= calibration_bound:
-        breaks.append(
-            f"calibration gap {scores['calibration_gap']:.4f} (mean prob "
-            f"{scores['mean_prob']:.4f} vs observed {scores['observed_rate']:.4f}) > bound "
-            f"{calibration_bound:.4f}"
+# --- moving aliases: pending → aliases → tags → final ------------------------------------------
+
+
+def _apply(client: MlflowClient, model_name: str, plan: dict[str, Any], run_id: str) -> None:
+    set_aliases(client, model_name, plan["after"], step=_after_step)
+    for version, tags in plan["version_tags"].items():
+        for key, value in {**tags, "promotion.log_run_id": run_id}.items():
+            client.set_model_version_tag(model_name, version, key, value)
+    for key, value in plan["model_tags"].items():
+        client.set_registered_model_tag(model_name, key, value)
+    _after_step("tags")
+
+
+def _move(
+    client: MlflowClient,
+    decision: PromotionDecision,
+    params: dict[str, Any],
+    version_tags: dict[str, dict[str, str]],
+) -> None:
+    """Write ``decision`` pending with its plan, move the aliases, tag, finalize."""
+    model_name = decision.model_name
+    plan = {
+        "before": decision.aliases_before,
+        "after": decision.aliases_after,
+        "version_tags": version_tags,
+        "model_tags": {RECORDED_CHAMPION: decision.aliases_after[CHAMPION] or ""},
+    }
+    decision.status = PENDING
+    run_id = write_record(client, decision, params, {"plan": json.dumps(plan)})
+    _after_step("pending")
+    current = alias_state(client, model_name)
+    if current != decision.aliases_before:
+        note = (
+            f"the aliases changed between the decision and the move: {decision.aliases_before}"
+            f" -> {current}; nothing moved"
         )
-    judged = (
-        (segments["n"] >= min_segment_rows)
-        & (segments["positives"] >= min_segment_positives)
-        & (segments["n"] - segments["positives"] >= min_segment_positives)
-    )
-    for row in segments[judged].itertuples(index=False):
-        if not row.roc_auc >= segment_floor:
-            breaks.append(
-                f"segment {row.segment}={row.value} roc_auc {row.roc_auc:.4f} < floor "
-                f"{segment_floor:.2f} (n={row.n})"
+        set_status(client, run_id, ABANDONED, note)
+        decision.status = ABANDONED
+        raise PromotionConflict(f"{model_name}: {note}; run the command again")
+    _apply(client, model_name, plan, run_id)
+    set_status(client, run_id, FINAL)
+    decision.status = FINAL
+
+
+def recover(client: MlflowClient, model_name: str) -> list[str]:
+    """Complete or revert every ``pending`` record of ``model_name`` (a run killed or failed
+    mid-move); what was done, one line each (also logged)."""
+    notes = []
+    for run in record_runs(client, model_name, PENDING):
+        tags, run_id = run.data.tags, run.info.run_id
+        plan = plan_of(run)
+        what = f"the pending {tags.get('action')} of {tags.get('decided_at')} (record {run_id})"
+        current = alias_state(client, model_name)
+        if current[CHAMPION] == plan["after"][CHAMPION]:
+            _apply(client, model_name, plan, run_id)
+            note = (
+                f"completed {what}: @champion had already moved to v{current[CHAMPION]}; "
+                f"the rest of its plan is applied (by {actor()} at {now()})"
             )
-    skipped = segments[~judged]
-    notes = (
-        [f"{len(skipped)} small segments not judged: " + ", ".join(
-            f"{r.segment}={r.value}" for r in skipped.itertuples(index=False)
-        )]
-        if len(skipped)
-        else []
-    )  # fmt: skip
-    return breaks, notes
+            set_status(client, run_id, FINAL, note)
+        elif current[CHAMPION] == plan["before"][CHAMPION]:
+            set_aliases(client, model_name, plan["before"])
+            note = (
+                f"reverted {what}: @champion had not moved; aliases restored to "
+                f"{plan['before']} (by {actor()} at {now()})"
+            )
+            set_status(client, run_id, REVERTED, note)
+        else:
+            note = (
+                f"abandoned {what}: @champion is v{current[CHAMPION]}, neither the plan's "
+                f"before nor after; aliases left as they are"
+            )
+            set_status(client, run_id, ABANDONED, note)
+        logger.warning("%s: %s", model_name, note)
+        notes.append(note)
+    return notes
+
+
+# --- the alias audit ---------------------------------------------------------------------------
+
+
+def _describe(before: Aliases, after: Aliases) -> list[str]:
+    return [
+        f"@{alias}: {'v' + b if b else 'none'} -> {'v' + a if a else 'none'}"
+        for alias, b in before.items()
+        if (a := after.get(alias)) != b
+    ]
+
+
+def _audit(
+    settings: Settings,
+    model_name: str,
+    version: str,
+    holdout: pd.DataFrame | None,
+    guardrails: Guardrails,
+) -> tuple[str, dict[str, float]]:
+    """(verdict, scores) of a champion that came by a manual change, on ``holdout``."""
+    if holdout is None or holdout.empty:
+        return "not-evaluated: no labelled holdout at hand", {}
+    try:
+        scored = _score(
+            settings, model_name, version, model_inputs(holdout), labels(holdout),
+            settings.deny_above, settings.approve_below,
+        )  # fmt: skip
+    except ValueError as exc:  # an untrusted or unloadable model
+        return f"breach: cannot be scored ({exc})", {}
+    breaks, _ = guardrail_breaks(scored.scores, scored.segments, guardrails)
+    return ("breach: " + "; ".join(breaks) if breaks else "hold"), scored.scores
+
+
+def reconcile(
+    settings: Settings,
+    client: MlflowClient,
+    model_name: str,
+    holdout: pd.DataFrame | None = None,
+    guardrails: Guardrails | None = None,
+) -> PromotionDecision | None:
+    """Record an alias change nobody recorded (``manual-change``), judging a new champion
+    against the guardrails on ``holdout``; None when the records account for the registry."""
+    change = unrecorded_change(client, model_name)
+    if change is None:
+        return None
+    recorded, current = change
+    champion = current[CHAMPION]
+    verdict, scores = "", dict[str, float]()
+    if champion is not None and champion != recorded[CHAMPION]:
+        verdict, scores = _audit(
+            settings, model_name, champion, holdout, guardrails or Guardrails()
+        )
+    decision = PromotionDecision(
+        action=MANUAL,
+        model_name=model_name,
+        challenger_version=champion,
+        champion_version_before=recorded[CHAMPION],
+        champion_version_after=champion,
+        previous_champion_version=current[PREVIOUS_CHAMPION],
+        reasons=["alias changed outside Safra: " + ", ".join(_describe(recorded, current))]
+        + ([f"guardrails of the new champion after the fact: {verdict}"] if verdict else []),
+        actor=UNKNOWN_AUTHOR,
+        decided_at=now(),
+        aliases_before=recorded,
+        aliases_after=current,
+        challenger_metrics=scores,
+        guardrails=verdict,
+        holdout_rows=0 if holdout is None else len(holdout),
+        holdout_fingerprint="" if holdout is None else holdout_fingerprint(holdout),
+    )
+    write_record(client, decision)
+    client.set_registered_model_tag(model_name, RECORDED_CHAMPION, champion or "")
+    if verdict and champion is not None:
+        client.set_model_version_tag(model_name, champion, AUDIT_TAG, verdict[:5000])
+        client.set_model_version_tag(model_name, champion, "champion_since", decision.decided_at)
+    logger.warning("%s: %s", model_name, decision.reason)
+    return decision
+
+
+# --- the decision ------------------------------------------------------------------------------
+
+
+HoldoutSource: TypeAlias = pd.DataFrame | Callable[[Aliases], pd.DataFrame]
+
+
+def _withdrawn(client: MlflowClient, model_name: str, version: str) -> str | None:
+    tags = client.get_model_version(model_name, version).tags or {}
+    if tags.get(WITHDRAWN) != "true":
+        return None
+    return (
+        f"v{version} was withdrawn by a rollback on {tags.get(WITHDRAWN + '_at')} by "
+        f"{tags.get(WITHDRAWN + '_by')}: {tags.get(WITHDRAWN + '_reason')}"
+    )
 
 
 def promote_if_better(
     settings: Settings,
-    model_name: str = MODEL_NAME,
-    holdout: pd.DataFrame | None = None,
-    margin: float = 0.01,
-    calibration_bound: float = 0.05,
-    segment_floor: float = 0.6,
+    model_name: str,
+    holdout: HoldoutSource | None = None,
+    margin: float | None = None,
+    guardrails: Guardrails | None = None,
     dry_run: bool = False,
     *,
-    label_col: str = LABEL,
-    approve_below: float = evaluate.APPROVE_BELOW,
-    deny_above: float = evaluate.DENY_ABOVE,
-    min_segment_rows: int = 200,
-    min_segment_positives: int = 20,
+    allow_withdrawn: str | None = None,
+    resamples: int = DEFAULT_RESAMPLES,
+    seed: int = DEFAULT_SEED,
+    lock_wait_s: float = LOCK_WAIT_S,
 ) -> PromotionDecision:
-    """Compare ``@challenger`` with ``@champion`` on ``holdout``; move the aliases if it wins.
+    """Judge ``@challenger`` against ``@champion`` on ``holdout`` (a frame, or a function of the
+    alias snapshot returning one) and move the aliases if the rule says so (module docstring).
 
-    See the module docstring for the rules. ValueError when there is no challenger or no
-    holdout. ``approve_below`` / ``deny_above``: the business thresholds (F1 is taken at
-    ``deny_above``).
+    ``margin`` defaults to ``settings.promotion_margin``; ``allow_withdrawn``: the reason to
+    promote a withdrawn version anyway. ValueError when there is no challenger or no holdout;
+    :data:`PromotionBusy` when another promotion holds the lock past ``lock_wait_s``.
     """
-    if holdout is None or holdout.empty:
-        raise ValueError("promotion needs a labelled holdout")
+    ensure_reachable(settings)
+    margin = settings.promotion_margin if margin is None else margin
+    g = guardrails or Guardrails()
     client = tracking_client(settings)
-    challenger = version_by_alias(client, model_name, CHALLENGER)
-    if challenger is None:
-        raise ValueError(f"{model_name} has no @{CHALLENGER}: train one first")
-    champion = version_by_alias(client, model_name, CHAMPION)
-    previous = version_by_alias(client, model_name, PREVIOUS_CHAMPION)
-    inputs, y = model_inputs(holdout), labels(holdout, label_col)
-    fingerprint = holdout_fingerprint(holdout)
+    with promotion_lock(settings, model_name, lock_wait_s):
+        repairs = [] if dry_run else recover(client, model_name)
+        before = alias_state(client, model_name)  # the one lookup the whole decision uses
+        challenger, champion = before[CHALLENGER], before[CHAMPION]
+        if challenger is None:
+            raise ValueError(f"{model_name} has no @{CHALLENGER}: train one first")
+        frame = holdout(before) if callable(holdout) else holdout
+        if frame is None or frame.empty:
+            raise ValueError("promotion needs a labelled holdout")
+        if not dry_run:
+            reconcile(settings, client, model_name, frame, g)
+        decision = _decide(
+            settings, client, model_name, before, frame, margin, g, allow_withdrawn,
+            resamples, seed,
+        )  # fmt: skip
+        decision.reasons = repairs + decision.reasons
+        decision.dry_run = dry_run
+        logger.info(
+            "%s%s v%s vs champion v%s: %s — %s", "[dry run] " if dry_run else "", model_name,
+            challenger, champion, decision.action, decision.reason,
+        )  # fmt: skip
+        if dry_run:
+            return decision
+        params = {
+            "margin": margin, **asdict(g), "approve_below": settings.approve_below,
+            "deny_above": settings.deny_above, "resamples": resamples, "seed": seed,
+            "allow_withdrawn": allow_withdrawn or "",
+        }  # fmt: skip
+        tags = _version_tags(decision)
+        if decision.promoted:
+            tags["champion_since"] = decision.decided_at
+            if allow_withdrawn:
+                tags[WITHDRAWN] = "false"
+                tags[WITHDRAWN + "_overridden"] = allow_withdrawn
+            _move(client, decision, params, {challenger: tags})
+        else:
+            write_record(client, decision, params)
+            for key, value in {**tags, "promotion.log_run_id": decision.log_run_id}.items():
+                client.set_model_version_tag(model_name, challenger, key, str(value))
+        return decision
 
-    ch_scores, ch_segments = _score(model_name, challenger, inputs, y, deny_above, approve_below)
-    breaks, notes = _guardrail_breaks(
-        ch_scores, ch_segments, calibration_bound, segment_floor, min_segment_rows,
-        min_segment_positives,
-    )  # fmt: skip
-    champ_scores: dict[str, float] = {}
-    if champion == challenger:
-        action, reasons = REFUSED, [f"challenger version {challenger} is already the champion"]
-    elif champion is None:
-        action = REFUSED if breaks else FIRST_CHAMPION
-        reasons = breaks or [
-            f"no champion yet; challenger keeps the guardrails (f1_at_threshold "
-            f"{ch_scores['f1_at_threshold']:.4f}, roc_auc {ch_scores['roc_auc']:.4f})"
-        ]
-    else:
-        champ_scores, _ = _score(model_name, champion, inputs, y, deny_above, approve_below)
-        needed = champ_scores["f1_at_threshold"] + margin
-        relative: list[str] = []
-        if not ch_scores["f1_at_threshold"] >= needed:
-            relative.append(
-                f"f1_at_threshold {ch_scores['f1_at_threshold']:.4f} < champion "
-                f"{champ_scores['f1_at_threshold']:.4f} + margin {margin:.4f}"
-            )
-        if not ch_scores["roc_auc"] >= champ_scores["roc_auc"]:
-            relative.append(
-                f"roc_auc {ch_scores['roc_auc']:.4f} < champion {champ_scores['roc_auc']:.4f}"
-            )
-        breaks = relative + breaks
-        action = REFUSED if breaks else PROMOTED
-        reasons = breaks or [
-            f"f1_at_threshold {ch_scores['f1_at_threshold']:.4f} >= champion "
-            f"{champ_scores['f1_at_threshold']:.4f} + margin {margin:.4f}; roc_auc "
-            f"{ch_scores['roc_auc']:.4f} >= {champ_scores['roc_auc']:.4f}; guardrails hold"
-        ]
-    moves = action in (PROMOTED, FIRST_CHAMPION)
+
+def _decide(
+    settings: Settings,
+    client: MlflowClient,
+    model_name: str,
+    before: Aliases,
+    frame: pd.DataFrame,
+    margin: float,
+    g: Guardrails,
+    allow_withdrawn: str | None,
+    resamples: int,
+    seed: int,
+) -> PromotionDecision:
+    challenger, champion = before[CHALLENGER], before[CHAMPION]
+    assert challenger is not None
     decision = PromotionDecision(
-        action=action,
+        action=REFUSED,
         model_name=model_name,
         challenger_version=challenger,
         champion_version_before=champion,
-        champion_version_after=challenger if moves else champion,
-        previous_champion_version=(champion if action == PROMOTED else previous),
-        reasons=reasons + notes,
+        champion_version_after=champion,
+        previous_champion_version=before[PREVIOUS_CHAMPION],
+        reasons=[],
         actor=actor(),
-        decided_at=_now(),
-        challenger_metrics=ch_scores,
-        champion_metrics=champ_scores,
-        holdout_rows=len(holdout),
-        holdout_fingerprint=fingerprint,
-        dry_run=dry_run,
+        decided_at=now(),
+        aliases_before=dict(before),
+        aliases_after=dict(before),
+        rule=rule_text(margin, 0.95),
+        holdout_rows=len(frame),
+        holdout_fingerprint=holdout_fingerprint(frame),
     )
-    logger.info(
-        "%s%s v%s vs champion v%s: %s — %s",
-        "[dry run] " if dry_run else "",
-        model_name,
-        challenger,
-        champion,
-        action,
-        decision.reason,
-    )
-    if dry_run:
+    withdrawn = _withdrawn(client, model_name, challenger)
+    if champion == challenger:
+        decision.reasons = [f"challenger version {challenger} is already the champion"]
         return decision
-    if moves:
+    if withdrawn and not allow_withdrawn:
+        decision.reasons = [f"{withdrawn}; promote it only with --allow-withdrawn and a reason"]
+        return decision
+    inputs, y = model_inputs(frame), labels(frame, LABEL)
+    args = (inputs, y, settings.deny_above, settings.approve_below)
+    new = _score(settings, model_name, challenger, *args)
+    decision.challenger_metrics = new.scores
+    breaks, notes = guardrail_breaks(new.scores, new.segments, g)
+    if withdrawn:
+        notes.append(f"{withdrawn}; promoted anyway on request: {allow_withdrawn}")
+    if champion is None:
+        decision.guardrails = "breach: " + "; ".join(breaks) if breaks else "hold"
+        decision.reasons = [f"challenger breaks a guardrail: {b}" for b in breaks] or [
+            f"no champion yet; challenger keeps the guardrails (f1_at_threshold "
+            f"{new.scores['f1_at_threshold']:.4f}, roc_auc {new.scores['roc_auc']:.4f})"
+        ]
+        if not breaks:
+            decision.action = FIRST_CHAMPION
+    else:
+        old = _score(settings, model_name, champion, *args)
+        judged = judge_pair(
+            inputs, y, old.prob, new.prob, margin=margin, guardrails=g,
+            deny_above=settings.deny_above, approve_below=settings.approve_below,
+            resamples=resamples, seed=seed,
+        )  # fmt: skip
+        decision.champion_metrics = judged.champion_scores
+        decision.comparison = {
+            **judged.comparison.as_dict(),
+            "smallest_detectable_f1_gain": smallest_detectable_f1_gain(judged.comparison, margin),
+        }
+        decision.basis = judged.verdict.basis
+        decision.reasons = judged.verdict.reasons
+        if judged.verdict.promote:
+            decision.action = PROMOTED
+    decision.reasons += notes
+    if decision.action in (PROMOTED, FIRST_CHAMPION):
+        decision.champion_version_after = challenger
+        decision.aliases_after[CHAMPION] = challenger
         if champion is not None:
-            client.set_registered_model_alias(model_name, PREVIOUS_CHAMPION, champion)
-        client.set_registered_model_alias(model_name, CHAMPION, challenger)
-        client.set_model_version_tag(model_name, challenger, "champion_since", decision.decided_at)
-    _record(client, decision, tag_version=challenger, params={
-        "margin": margin, "calibration_bound": calibration_bound, "segment_floor": segment_floor,
-        "min_segment_rows": min_segment_rows, "min_segment_positives": min_segment_positives,
-        "approve_below": approve_below, "deny_above": deny_above,
-    })  # fmt: skip
+            decision.previous_champion_version = champion
+            decision.aliases_after[PREVIOUS_CHAMPION] = champion
     return decision
 
 
-def rollback(settings: Settings, model_name: str = MODEL_NAME) -> PromotionDecision:
-    """``champion`` ← ``previous-champion`` in one call, recorded like a promotion.
-
-    The ``previous-champion`` alias is removed afterwards (a second rollback fails clearly rather
-    than flipping back to the model just withdrawn); the log keeps the whole history.
-    ValueError when there is no previous champion.
-    """
-    client = tracking_client(settings)
-    previous = version_by_alias(client, model_name, PREVIOUS_CHAMPION)
-    if previous is None:
-        raise ValueError(
-            f"{model_name} has no @{PREVIOUS_CHAMPION}: nothing to roll back to "
-            "(no promotion since the first champion, or already rolled back)"
-        )
-    champion = version_by_alias(client, model_name, CHAMPION)
-    decision = PromotionDecision(  # challenger_version: the version withdrawn
-        action=ROLLED_BACK,
-        model_name=model_name,
-        challenger_version=champion,
-        champion_version_before=champion,
-        champion_version_after=previous,
-        previous_champion_version=None,
-        reasons=[f"rollback: champion v{champion} withdrawn, v{previous} restored"],
-        actor=actor(),
-        decided_at=_now(),
-    )
-    client.set_registered_model_alias(model_name, CHAMPION, previous)
-    client.delete_registered_model_alias(model_name, PREVIOUS_CHAMPION)
-    client.set_model_version_tag(model_name, previous, "champion_since", decision.decided_at)
-    logger.info("%s: %s (by %s)", model_name, decision.reason, decision.actor)
-    _record(client, decision, tag_version=champion, params={})
-    return decision
-
-
-def _record(
-    client: MlflowClient,
-    decision: PromotionDecision,
-    tag_version: str | None,
-    params: dict[str, Any],
-) -> None:
-    """Tags on the model version + one run in the promotion experiment; sets ``log_run_id``."""
+def _version_tags(decision: PromotionDecision) -> dict[str, str]:
     tags = {
-        "model_name": decision.model_name,
-        "action": decision.action,
-        "promoted": str(decision.promoted).lower(),
-        "reason": decision.reason[:_TAG_LIMIT],
-        "actor": decision.actor,
-        "decided_at": decision.decided_at,
-        "challenger_version": decision.challenger_version or "",
-        "champion_version_before": decision.champion_version_before or "",
-        "champion_version_after": decision.champion_version_after or "",
-        "previous_champion_version": decision.previous_champion_version or "",
-        "holdout_fingerprint": decision.holdout_fingerprint,
+        "promotion.action": decision.action,
+        "promotion.reason": decision.reason[:5000],
+        "promotion.actor": decision.actor,
+        "promotion.decided_at": decision.decided_at,
+        "promotion.champion_version_before": decision.champion_version_before or "",
+        "promotion.holdout_fingerprint": decision.holdout_fingerprint,
     }
-    metrics = {f"challenger.{k}": v for k, v in decision.challenger_metrics.items()}
-    metrics.update({f"champion.{k}": v for k, v in decision.champion_metrics.items()})
-    metrics["holdout_rows"] = float(decision.holdout_rows)
-    metrics["promoted"] = float(decision.promoted)
-    run_name = f"{decision.model_name}-v{decision.challenger_version}-{decision.action}"
-    with mlflow.start_run(
-        experiment_id=experiment_id(client, PROMOTION_EXPERIMENT), run_name=run_name
-    ) as run:
-        mlflow.set_tags(tags)
-        if params:
-            mlflow.log_params(params)
-        mlflow.log_metrics({k: float(v) for k, v in metrics.items() if np.isfinite(v)})
-        decision.log_run_id = run.info.run_id
-    if tag_version is not None:
-        version_tags = {f"promotion.{k}": v for k, v in tags.items() if k != "model_name"}
-        version_tags["promotion.log_run_id"] = decision.log_run_id
-        for key in COMPARED_METRICS:
-            for side, scores in (
-                ("challenger", decision.challenger_metrics),
-                ("champion", decision.champion_metrics),
-            ):
-                if key in scores:
-                    version_tags[f"promotion.{side}_{key}"] = f"{scores[key]:.6f}"
-        for key, value in version_tags.items():
-            client.set_model_version_tag(decision.model_name, tag_version, key, value)
+    for key in COMPARED_METRICS:
+        for side, scores in (
+            ("challenger", decision.challenger_metrics),
+            ("champion", decision.champion_metrics),
+        ):
+            if key in scores:
+                tags[f"promotion.{side}_{key}"] = f"{scores[key]:.6f}"
+    for key in ("f1_gain", "auc_gain", "brier_gain"):
+        interval = decision.comparison.get(key)
+        if interval:
+            tags[f"promotion.{key}"] = (
+                f"{interval['estimate']:+.4f} [{interval['low']:+.4f}, {interval['high']:+.4f}]"
+            )
+    return tags
 
 
-def promotion_log(settings: Settings, model_name: str = MODEL_NAME) -> pd.DataFrame:
-    """Every recorded decision about ``model_name``, oldest first (:data:`LOG_COLUMNS`)."""
+def rollback(
+    settings: Settings,
+    model_name: str,
+    reason: str | None = None,
+    *,
+    lock_wait_s: float = LOCK_WAIT_S,
+) -> PromotionDecision:
+    """``@champion`` ← ``@previous-champion``; the withdrawn version is tagged :data:`WITHDRAWN`
+    with ``reason`` and ``@challenger`` is cleared if it names it. ``@previous-champion`` is
+    removed (a second rollback fails clearly rather than flipping back). ValueError when there
+    is no previous champion."""
+    ensure_reachable(settings)
     client = tracking_client(settings)
-    experiment = client.get_experiment_by_name(PROMOTION_EXPERIMENT)
-    if experiment is None:
-        return pd.DataFrame(columns=LOG_COLUMNS)
-    quoted = model_name.replace("\\", "\\\\").replace("'", "\\'")
-    runs = mlflow.search_runs(
-        experiment_ids=[experiment.experiment_id],
-        filter_string=f"tags.model_name = '{quoted}'",
-        output_format="list",
-    )
-    rows = []
-    for run in runs:
-        tags, m = run.data.tags, run.data.metrics
-        rows.append(
-            {
-                "decided_at": tags.get("decided_at"),
-                "action": tags.get("action"),
-                "promoted": tags.get("promoted") == "true",
-                "model_name": tags.get("model_name"),
-                "challenger_version": tags.get("challenger_version") or None,
-                "champion_version_before": tags.get("champion_version_before") or None,
-                "champion_version_after": tags.get("champion_version_after") or None,
-                "previous_champion_version": tags.get("previous_champion_version") or None,
-                "challenger_f1_at_threshold": m.get("challenger.f1_at_threshold"),
-                "champion_f1_at_threshold": m.get("champion.f1_at_threshold"),
-                "challenger_roc_auc": m.get("challenger.roc_auc"),
-                "champion_roc_auc": m.get("champion.roc_auc"),
-                "challenger_calibration_gap": m.get("challenger.calibration_gap"),
-                "reason": tags.get("reason"),
-                "actor": tags.get("actor"),
-                "holdout_rows": int(m.get("holdout_rows", 0)),
-                "holdout_fingerprint": tags.get("holdout_fingerprint") or None,
-                "run_id": run.info.run_id,
-            }
+    with promotion_lock(settings, model_name, lock_wait_s):
+        repairs = recover(client, model_name)
+        reconcile(settings, client, model_name)
+        before = alias_state(client, model_name)
+        previous, champion = before[PREVIOUS_CHAMPION], before[CHAMPION]
+        if previous is None or champion is None:
+            raise ValueError(
+                f"{model_name} has no @{PREVIOUS_CHAMPION}: nothing to roll back to "
+                "(no promotion since the first champion, or already rolled back)"
+            )
+        who, when = actor(), now()
+        why = reason or "rolled back"
+        after = {
+            PREVIOUS_CHAMPION: None,
+            CHAMPION: previous,
+            CHALLENGER: None if before[CHALLENGER] == champion else before[CHALLENGER],
+        }
+        decision = PromotionDecision(  # challenger_version: the version withdrawn
+            action=ROLLED_BACK,
+            model_name=model_name,
+            challenger_version=champion,
+            champion_version_before=champion,
+            champion_version_after=previous,
+            previous_champion_version=None,
+            reasons=repairs
+            + [f"rollback: champion v{champion} withdrawn ({why}), v{previous} restored"]
+            + ([f"@{CHALLENGER} v{champion} cleared"] if after[CHALLENGER] is None else []),
+            actor=who,
+            decided_at=when,
+            aliases_before=dict(before),
+            aliases_after=after,
         )
-    frame = pd.DataFrame(rows, columns=LOG_COLUMNS)
-    return frame.sort_values("decided_at", kind="stable").reset_index(drop=True)
+        withdrawn_tags = {
+            WITHDRAWN: "true", WITHDRAWN + "_reason": why, WITHDRAWN + "_at": when,
+            WITHDRAWN + "_by": who, **_version_tags(decision),
+        }  # fmt: skip
+        _move(client, decision, {}, {champion: withdrawn_tags, previous: {"champion_since": when}})
+        logger.info("%s: %s (by %s)", model_name, decision.reason, who)
+        return decision
 
 
-# --- safra promote / rollback ---------------------------------------------------------------
+# --- safra promote / rollback / promotions -----------------------------------------------------
 
 
-@dataclass
-class PromoteReport:
-    action: str
-    promoted: bool
-    dry_run: bool
-    model_name: str
-    challenger_version: str | None
-    champion_version_before: str | None
-    champion_version_after: str | None
-    previous_champion_version: str | None
-    challenger_metrics: dict[str, float]
-    champion_metrics: dict[str, float]
-    reasons: list[str]
-    holdout_rows: int
-    holdout_from: str | None
-    actor: str
-    decided_at: str
-    log_run_id: str | None = None
-    margin: float | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
-
-    def as_dict(self) -> dict[str, Any]:
-        out = asdict(self)
-        for key in ("challenger_metrics", "champion_metrics"):
-            out[key] = {k: (None if not np.isfinite(v) else v) for k, v in out[key].items()}
-        return out
-
-
-def _report(
-    decision: PromotionDecision, holdout_from: str | None, margin: float | None
-) -> PromoteReport:
-    return PromoteReport(
-        action=decision.action,
-        promoted=decision.promoted,
-        dry_run=decision.dry_run,
-        model_name=decision.model_name,
-        challenger_version=decision.challenger_version,
-        champion_version_before=decision.champion_version_before,
-        champion_version_after=decision.champion_version_after,
-        previous_champion_version=decision.previous_champion_version,
-        challenger_metrics=dict(decision.challenger_metrics),
-        champion_metrics=dict(decision.champion_metrics),
-        reasons=list(decision.reasons),
-        holdout_rows=decision.holdout_rows,
-        holdout_from=holdout_from,
-        actor=decision.actor,
-        decided_at=decision.decided_at,
-        log_run_id=decision.log_run_id,
-        margin=margin,
-    )
-
-
-def _validation_start(settings: Settings, version: str | None) -> pd.Timestamp | None:
+def _validation_start(
+    client: MlflowClient, model_name: str, version: str | None
+) -> pd.Timestamp | None:
     """When the validation window of ``version``'s training run began (its ``valid_from``)."""
     if version is None:
         return None
-    client = tracking_client(settings)
-    run_id = version_run_id(client, settings.model_name, version)
+    run_id = version_run_id(client, model_name, version)
     if not run_id:
         return None
     value = client.get_run(run_id).data.params.get("valid_from")
@@ -480,17 +563,20 @@ def _validation_start(settings: Settings, version: str | None) -> pd.Timestamp |
 
 
 def promotion_holdout(
-    settings: Settings, frame: pd.DataFrame, valid_fraction: float = DEFAULT_VALID_FRACTION
+    client: MlflowClient,
+    model_name: str,
+    aliases: Aliases,
+    frame: pd.DataFrame,
+    valid_fraction: float = DEFAULT_VALID_FRACTION,
 ) -> tuple[pd.DataFrame, pd.Timestamp]:
-    """The labelled rows neither ``@challenger`` nor ``@champion`` trained on: every row at or
-    after the later of their validation windows' starts (labels that arrived since included);
-    the latest ``valid_fraction`` of rows when no start is recorded. ValueError when empty."""
-    client = tracking_client(settings)
+    """The labelled rows neither ``@challenger`` nor ``@champion`` of ``aliases`` trained on:
+    every row at or after the later of their validation windows' starts (labels that arrived
+    since included); the latest ``valid_fraction`` of rows when no start is recorded.
+    ValueError when empty."""
     starts = [
         s
         for alias in (CHALLENGER, CHAMPION)
-        if (s := _validation_start(settings, version_by_alias(client, settings.model_name, alias)))
-        is not None
+        if (s := _validation_start(client, model_name, aliases[alias])) is not None
     ]
     if starts:
         cutoff = max(starts)
@@ -506,27 +592,76 @@ def promotion_holdout(
 def run_promote(
     settings: Settings,
     dry_run: bool = False,
-    holdout: pd.DataFrame | None = None,
-    valid_fraction: float = DEFAULT_VALID_FRACTION,
-) -> PromoteReport:
-    """Challenger vs champion on the same holdout (default :func:`promotion_holdout` of the
-    current Feast training set); aliases move only when the challenger wins
-    (:func:`promote_if_better`). ValueError when there is no challenger or no holdout."""
-    client = tracking_client(settings)
-    if version_by_alias(client, settings.model_name, CHALLENGER) is None:
-        raise ValueError(f"{settings.model_name} has no @{CHALLENGER}: run `safra train` first")
-    holdout_from: str | None = None
-    if holdout is None:
+    allow_withdrawn: str | None = None,
+) -> PromotionDecision:
+    """``safra promote``: challenger vs champion on :func:`promotion_holdout` of the current
+    Feast training set, by the settings' rule (:func:`promote_if_better`). ValueError when there
+    is no challenger or no holdout."""
+    holdout_from: list[str] = []
+
+    def holdout(aliases: Aliases) -> pd.DataFrame:
         ts = build_training_set(feature_store(settings), settings)
-        holdout, start = promotion_holdout(settings, ts.frame, valid_fraction)
-        holdout_from = str(start)
+        frame, start = promotion_holdout(
+            tracking_client(settings), settings.model_name, aliases, ts.frame
+        )
+        holdout_from.append(str(start))
+        return frame
+
     decision = promote_if_better(
-        settings, settings.model_name, holdout, margin=settings.promotion_margin,
-        dry_run=dry_run, approve_below=settings.approve_below, deny_above=settings.deny_above,
-    )  # fmt: skip
-    return _report(decision, holdout_from, settings.promotion_margin)
+        settings, settings.model_name, holdout, dry_run=dry_run, allow_withdrawn=allow_withdrawn
+    )
+    decision.holdout_from = holdout_from[0] if holdout_from else None
+    return decision
 
 
-def run_rollback(settings: Settings) -> PromoteReport:
-    """``champion`` ← ``previous-champion``, logged. ValueError when there is none."""
-    return _report(rollback(settings, settings.model_name), None, None)
+def run_rollback(settings: Settings, reason: str | None = None) -> PromotionDecision:
+    """``safra rollback``: ``champion`` ← ``previous-champion``, the withdrawn version retired."""
+    return rollback(settings, settings.model_name, reason)
+
+
+@dataclass
+class PromotionsReport:
+    """``safra promotions``: the champion timeline, every record, and what the audit did."""
+
+    model_name: str
+    aliases: Aliases
+    timeline: list[dict[str, Any]]
+    records: list[dict[str, Any]]
+    audit: list[str] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def run_promotions(settings: Settings, audit: bool = True) -> PromotionsReport:
+    """The alias history of ``settings.model_name``. With ``audit``, first complete or revert a
+    pending move and record an alias change nobody recorded, judging a new champion on the
+    promotion holdout (built only when there is one to judge)."""
+    ensure_reachable(settings)
+    client = tracking_client(settings)
+    name = settings.model_name
+    notes: list[str] = []
+    if audit:
+        with promotion_lock(settings, name):
+            notes += recover(client, name)
+            change = unrecorded_change(client, name)
+            if change is not None:
+                frame = None
+                if change[1][CHAMPION] not in (None, change[0][CHAMPION]):
+                    try:
+                        ts = build_training_set(feature_store(settings), settings)
+                        frame, _ = promotion_holdout(client, name, change[1], ts.frame)
+                    except (ValueError, OSError) as exc:
+                        notes.append(f"no holdout to judge the new champion on: {exc}")
+                recorded = reconcile(settings, client, name, frame)
+                if recorded is not None:
+                    notes.append(recorded.reason)
+    log = promotion_log(client, name)
+    clean = log.astype(object).where(log.notna(), None)
+    return PromotionsReport(
+        model_name=name,
+        aliases=alias_state(client, name),
+        timeline=champion_timeline(log).astype(object).to_dict("records"),
+        records=clean.to_dict("records"),
+        audit=notes,
+    )

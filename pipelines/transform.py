@@ -8,7 +8,6 @@ failed gate stops the run before the next layer: gold is never built on a silver
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import logging
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -16,7 +15,9 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from pipelines.dbt_runner import DbtInvocation, ensure_schemas, run_dbt
+from safra import locks
 from safra.lakehouse import trino_cursor
+from safra.locks import Busy
 from safra.settings import Settings
 
 if TYPE_CHECKING:
@@ -104,8 +105,8 @@ LOCK_WAIT_S = 1800.0
 """How long a transform waits for another one on the same schemas before giving up."""
 
 
-class TransformBusy(RuntimeError):
-    """Another transform of the same schemas held the lock for longer than the wait."""
+TransformBusy = Busy
+"""Another transform of the same schemas held the lock for longer than the wait."""
 
 
 @contextlib.contextmanager
@@ -114,33 +115,11 @@ def exclusive(settings: Settings, prefix: str, wait_s: float = LOCK_WAIT_S) -> I
 
     Two dbt runs merging the same tables collide (``..._dbt_tmp already exists``; Trino refuses
     concurrent MERGEs into one table), so a second run — the silver and gold DAGs, the demo, a
-    hand-run `safra transform` — waits for the first (an advisory ``flock``, released by the
-    kernel even when the holder is killed). Across machines, Airflow's one-run-at-a-time is
-    what keeps them apart.
+    hand-run `safra transform` — waits for the first (:func:`safra.locks.exclusive`).
     """
     path = settings.data_dir / "locks" / f"transform-{prefix or 'main'}.lock"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("a+") as handle:
-        deadline = time.monotonic() + wait_s
-        waiting = False
-        while True:
-            try:
-                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                if not waiting:
-                    log.info("another transform of these schemas is running: waiting (%s)", path)
-                    waiting = True
-                if time.monotonic() > deadline:
-                    raise TransformBusy(
-                        f"another transform held {path} for over {wait_s:g} s; is one stuck? "
-                        "(`fuser` on the file names its pid)"
-                    ) from None
-                time.sleep(1.0)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
+    with locks.exclusive(path, "another transform of these schemas", wait_s):
+        yield
 
 
 class TransformFailed(RuntimeError):
