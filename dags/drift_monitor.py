@@ -1,11 +1,15 @@
 """
 ### drift_monitor: is live data drifting from the champion's training data? Hourly
 
-1. `check_drift` — `safra drift --json`: Evidently compares the champion's reference sample with
+1. `audit_aliases` — `safra promotions --json`: completes or reverts a promotion left half-done,
+   and records any change of the registry's aliases made outside Safra (the MLflow UI), judging
+   a new champion against the guardrails; returns what it found. Then the check is about a
+   champion on record.
+2. `check_drift` — `safra drift --json`: Evidently compares the champion's reference sample with
    the recent scored requests and silver/gold rows, keeps the HTML report, logs it to MLflow and
    prints a JSON summary (`"drift": true|false`, ...), returned here as the task's XCom.
-2. `drift_detected` — short-circuit on the summary's `drift`: no drift skips what follows.
-3. `request_retraining` — emits the `safra_model_drift` asset event, the summary attached as
+3. `drift_detected` — short-circuit on the summary's `drift`: no drift skips what follows.
+4. `request_retraining` — emits the `safra_model_drift` asset event, the summary attached as
    its `extra`.
 
 Why an asset and not a TriggerDagRunOperator: `model_retraining` is scheduled on
@@ -55,5 +59,12 @@ with DAG(
         """Emit the drift asset event (model_retraining is scheduled on it)."""
         outlet_events[MODEL_DRIFT].extra = {"drift_summary": summary}
 
+    @task(execution_timeout=DRIFT_TIMEOUT)
+    def audit_aliases() -> dict[str, Any]:
+        """`safra promotions --json`: the alias audit; the aliases and what it recorded."""
+        report = run_safra_json("promotions", "--json", timeout=DRIFT_TIMEOUT)
+        return {"aliases": report.get("aliases"), "audit": report.get("audit")}
+
     summary = check_drift()
+    audit_aliases() >> summary
     drift_detected(summary) >> request_retraining(summary)

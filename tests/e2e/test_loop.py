@@ -75,23 +75,21 @@ def test_the_recalibrated_bureau_is_detected_as_drift(summary) -> None:
     assert drift["drifted_share"] >= drift["threshold"]
 
 
-def test_the_promotion_decision_follows_its_rule(summary) -> None:
-    """Promoted exactly when the challenger's F1 beats the champion's by the margin (and the
-    guardrails hold); refused with its reasons otherwise. Which way it goes is not fixed: F1 on a
-    ~2,000-row holdout moves by a few hundredths between runs of the same seeds."""
+def test_the_post_drift_challenger_is_promoted_by_the_rule(summary) -> None:
+    """The bureau recalibration leaves the old champion over-estimating risk (it breaks the
+    calibration guardrail on the drifted holdout); the challenger trained on the new world keeps
+    the guardrails, is significantly closer to the outcomes (paired Brier gain) and not worse in
+    F1 or AUC: promoted, on that basis (20 of 20 seeds in bench/promotion_bench.py)."""
     promotion = summary.figures["promotion"]
     assert str(promotion["challenger_version"]) == str(summary.figures["retraining"]["version"])
-    gain_ok = (
-        promotion["challenger_metrics"]["f1_at_threshold"]
-        >= promotion["champion_metrics"]["f1_at_threshold"] + promotion["margin"]
-    )
-    if promotion["promoted"]:
-        assert gain_ok
-        assert str(promotion["champion_version_after"]) == str(promotion["challenger_version"])
-        assert promotion["previous_champion_version"] == promotion["champion_version_before"]
-    else:
-        assert promotion["action"] == "refused" and promotion["reasons"]
-        assert promotion["champion_version_after"] == promotion["champion_version_before"]
+    assert promotion["action"] == "promoted", promotion["reasons"]
+    assert promotion["basis"] == "replaces-failing-champion"
+    assert promotion["champion_metrics"]["calibration_gap"] > 0.05
+    comparison = promotion["comparison"]
+    assert comparison["brier_gain"]["low"] > 0 and comparison["f1_gain"]["high"] >= 0
+    assert comparison["rows"] == promotion["holdout_rows"] and comparison["seed"] == 2026
+    assert str(promotion["champion_version_after"]) == str(promotion["challenger_version"])
+    assert promotion["previous_champion_version"] == promotion["champion_version_before"]
 
 
 def test_no_request_failed_and_the_api_serves_the_champion(summary, local_stack: Settings) -> None:
@@ -100,9 +98,8 @@ def test_no_request_failed_and_the_api_serves_the_champion(summary, local_stack:
     champion = str(promotion["champion_version_after"])
     assert load["failed"] == 0, load["errors"]
     assert load["sent"] == load["ok"] > 0
-    if promotion["promoted"]:  # answers carried the new version before the load stopped
-        assert load["versions"].get(champion, 0) > 0
-        assert "loop_seconds" in summary.figures
+    assert load["versions"].get(champion, 0) > 0  # answers carried it before the load stopped
+    assert "loop_seconds" in summary.figures
     # every worker follows the alias on its own: within the watch interval (and a load), all of
     # them answer with the champion; several calls reach both workers
     deadline = time.monotonic() + 2 * local_stack.champion_poll_s + 60

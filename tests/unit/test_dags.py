@@ -17,7 +17,7 @@ PROJECT = "/opt/safra"
 EXPECTED_ORDER = {
     "lakehouse_silver": ["ingest_bronze", "transform_silver"],
     "lakehouse_gold": ["transform_gold", "materialize_features"],
-    "drift_monitor": ["check_drift", "drift_detected", "request_retraining"],
+    "drift_monitor": ["audit_aliases", "check_drift", "drift_detected", "request_retraining"],
     "model_retraining": ["train_challenger", "promote_challenger"],
 }
 COMMANDS = {
