@@ -8,8 +8,9 @@ Side by side, on the same machine and the same model version:
 - ``api``: the whole path — HTTP, API key, validation, Feast online read (Redis), features,
   one batched predict (score + occlusion reasons), decision, the Kafka log — through a real
   ``bentoml serve`` process (one worker); ``mean_batch_size``: requests scored together;
-- ``mlflow_serve``: ``mlflow models serve`` of the same version (``--env-manager local``), sent
-  the model inputs precomputed (no feature read, no reasons): the model behind plain HTTP;
+- ``mlflow_serve``: ``mlflow models serve`` of the same version (``--env-manager local``; a local
+  copy whose signature was verified first, as the API does), sent the model inputs precomputed
+  (no feature read, no reasons): the model behind plain HTTP;
 - ``feast_online_read``: the direct Feast online read of one applicant (in this process).
 
 Open loop: request *i* is due at ``start + i / rate`` whatever the previous answers did, and its
@@ -237,7 +238,7 @@ def main() -> None:
 
     from ml.feature_store import HISTORY_VIEW, apply_repo, feature_store, online_history
     from ml.features import model_inputs, request_to_application
-    from ml.registry import tracking_client
+    from ml.registry import tracking_client, verified_version
     from safra.processes import free_port, process_group
     from safra.settings import get_settings
     from serving.scoring import split_online_row
@@ -282,11 +283,12 @@ def main() -> None:
         }
 
         # the API: a real bentoml serve process
-        from serving.server import bentoml_command
+        from serving.server import api_environment, bentoml_command
 
         port = free_port()
         api_log = workdir / "api.log"
-        with process_group(bentoml_command(settings, port), api_log) as proc:
+        env = {**os.environ, **api_environment(settings)}
+        with process_group(bentoml_command(settings, port), api_log, env) as proc:
             result["api_start_s"] = round(
                 _wait_http(f"http://127.0.0.1:{port}/readyz", 300, api_log, proc), 1
             )
@@ -325,12 +327,15 @@ def main() -> None:
             ]
             port = free_port()
             mlflow_log = workdir / "mlflow.log"
+            model_dir = workdir / "model"
+            with verified_version(settings, settings.model_name, version) as verified:
+                shutil.copytree(verified, model_dir)
             command = [
                 str(Path(sys.executable).parent / "mlflow"),
                 "models",
                 "serve",
                 "-m",
-                f"models:/{settings.model_name}/{version}",
+                str(model_dir),
                 "--env-manager",
                 "local",
                 "--host",

@@ -460,9 +460,7 @@ def _print_decision(decision) -> None:  # ml.alias_history.PromotionDecision
             )
             for key in ("f1_gain", "auc_gain", "brier_gain"):
                 i = c[key]
-                console.print(
-                    f"  {key}: {i['estimate']:+.4f} [{i['low']:+.4f}, {i['high']:+.4f}]"
-                )
+                console.print(f"  {key}: {i['estimate']:+.4f} [{i['low']:+.4f}, {i['high']:+.4f}]")
         else:
             console.print(f"holdout: {decision.holdout_rows:,} rows from {decision.holdout_from}")
     for reason in decision.reasons:

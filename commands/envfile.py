@@ -4,6 +4,11 @@ Every ``change-me`` value of the example becomes a fresh random secret; every ot
 copied as is. A key already present in ``.env`` is never touched (so running it twice changes
 nothing, and a hand-set value survives); keys the example gained since are appended. The file is
 written with mode 0600.
+
+The model-signing keys (``SAFRA_MODEL_SIGNING_KEY``, ``SAFRA_MODEL_VERIFY_KEY``: :mod:`ml.signing`)
+are one Ed25519 pair, not two secrets: both are generated together; a ``.env`` holding the
+private key only gains its public key; one holding the public key only (a host that verifies but
+never signs) is left so, with a warning.
 """
 
 from __future__ import annotations
@@ -13,7 +18,10 @@ import os
 import re
 import secrets
 import tempfile
+from collections.abc import Mapping
 from pathlib import Path
+
+from ml import signing
 
 log = logging.getLogger(__name__)
 
@@ -35,7 +43,43 @@ def _parse(line: str) -> tuple[str, str] | None:
 
 
 def _keys(text: str) -> set[str]:
-    return {parsed[0] for line in text.splitlines() if (parsed := _parse(line))}
+    return set(_values(text))
+
+
+def _values(text: str) -> dict[str, str]:
+    """Each assigned name's value (the first assignment wins, as for the example's keys)."""
+    out: dict[str, str] = {}
+    for line in text.splitlines():
+        if (parsed := _parse(line)) and parsed[0] not in out:
+            out[parsed[0]] = parsed[1]
+    return out
+
+
+SIGNING_KEY, VERIFY_KEY = signing.SIGNING_KEY_ENV, signing.VERIFY_KEY_ENV
+
+
+def _signing_pair(present: Mapping[str, str]) -> dict[str, str]:
+    """Values for whichever of the model-signing pair ``present`` lacks: both fresh, or the
+    public key of a present private key. Nothing for a lone public key (its private key cannot
+    be made) nor for a private key still at ``change-me`` or unusable (warned)."""
+    private, public = present.get(SIGNING_KEY), present.get(VERIFY_KEY)
+    if private is None and public is None:
+        new_private, new_public = signing.new_key_pair()
+        return {SIGNING_KEY: new_private, VERIFY_KEY: new_public}
+    if private is not None and public is None:
+        if private != PLACEHOLDER:
+            try:
+                return {VERIFY_KEY: signing.public_key_text(private)}
+            except ValueError as exc:
+                log.warning("%s is unusable (%s): %s not derived from it", SIGNING_KEY, exc,
+                            VERIFY_KEY)  # fmt: skip
+        return {}
+    if public is not None and private is None:
+        log.warning(
+            "%s is set without %s: models can be verified here, not signed (training here "
+            "fails until you set %s)", VERIFY_KEY, SIGNING_KEY, SIGNING_KEY,
+        )  # fmt: skip
+    return {}
 
 
 def new_secret() -> str:
@@ -53,6 +97,7 @@ def write_env_file(path: Path, example: Path) -> list[str]:
     example_lines = example.read_text(encoding="utf-8").splitlines()
     existing = path.read_text(encoding="utf-8") if path.exists() else None
     present = _keys(existing) if existing is not None else set()
+    pair = _signing_pair(_values(existing) if existing is not None else {})
 
     generated: list[str] = []
     out: list[str] = []
@@ -66,7 +111,12 @@ def write_env_file(path: Path, example: Path) -> list[str]:
         if name in present:
             continue
         present.add(name)
-        if value == PLACEHOLDER:
+        if name in (SIGNING_KEY, VERIFY_KEY):
+            if name not in pair:
+                continue
+            value = pair[name]
+            generated.append(name)
+        elif value == PLACEHOLDER:
             value = new_secret()
             generated.append(name)
         out.append(f"{name}={value}")

@@ -48,6 +48,8 @@ ALIASES: tuple[str, ...] = (PREVIOUS_CHAMPION, CHAMPION, CHALLENGER)
 """The aliases on record, in the order a plan moves them."""
 RECORDED_CHAMPION = "safra.recorded_champion"
 """Registered-model tag: the ``@champion`` version the newest record left."""
+RECORDED_GUARDRAILS = "safra.recorded_champion_guardrails"
+"""Registered-model tag: that champion's guardrail verdict (``hold`` / ``breach: …``)."""
 
 TRAINED = "trained"
 FIRST_CHAMPION = "first-champion"

@@ -485,7 +485,7 @@ def check_drift(
     def champion_model() -> Any:
         nonlocal model
         if model is None:
-            model = load_version(ref.model_name, ref.version)
+            model = load_version(settings, ref.model_name, ref.version)
         return model
 
     frames: dict[str, pd.DataFrame] = {}

@@ -54,6 +54,7 @@ from ml.alias_history import (
     PENDING,
     PROMOTED,
     RECORDED_CHAMPION,
+    RECORDED_GUARDRAILS,
     REFUSED,
     REVERTED,
     ROLLED_BACK,
@@ -173,7 +174,10 @@ def _move(
         "before": decision.aliases_before,
         "after": decision.aliases_after,
         "version_tags": version_tags,
-        "model_tags": {RECORDED_CHAMPION: decision.aliases_after[CHAMPION] or ""},
+        "model_tags": {
+            RECORDED_CHAMPION: decision.aliases_after[CHAMPION] or "",
+            RECORDED_GUARDRAILS: decision.guardrails[:5000],
+        },
     }
     decision.status = PENDING
     run_id = write_record(client, decision, params, {"plan": json.dumps(plan)})
@@ -297,6 +301,8 @@ def reconcile(
     )
     write_record(client, decision)
     client.set_registered_model_tag(model_name, RECORDED_CHAMPION, champion or "")
+    if champion != recorded[CHAMPION]:
+        client.set_registered_model_tag(model_name, RECORDED_GUARDRAILS, verdict[:5000])
     if verdict and champion is not None:
         client.set_model_version_tag(model_name, champion, AUDIT_TAG, verdict[:5000])
         client.set_model_version_tag(model_name, champion, "champion_since", decision.decided_at)
@@ -456,6 +462,7 @@ def _decide(
             decision.action = PROMOTED
     decision.reasons += notes
     if decision.action in (PROMOTED, FIRST_CHAMPION):
+        decision.guardrails = "hold"
         decision.champion_version_after = challenger
         decision.aliases_after[CHAMPION] = challenger
         if champion is not None:
@@ -533,6 +540,7 @@ def rollback(
             decided_at=when,
             aliases_before=dict(before),
             aliases_after=after,
+            guardrails=f"not-evaluated: v{previous} restored by a rollback",
         )
         withdrawn_tags = {
             WITHDRAWN: "true", WITHDRAWN + "_reason": why, WITHDRAWN + "_at": when,

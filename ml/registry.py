@@ -10,6 +10,12 @@ Every training run logs a **reference sample** of its training inputs
 :func:`log_reference_sample` writes it (:mod:`ml.train`), :func:`reference_sample` reads it back
 for a registered version (the drift monitor, :mod:`ml.drift`; the API's reasons,
 :mod:`serving.model_watcher`).
+
+Only signed versions are loaded (:mod:`ml.signing`): :func:`sign_version` signs a registered
+version's artifacts (training calls it right after registering); :func:`load_version` downloads a
+version, verifies the signature of what it downloaded, and only then deserializes the pipeline
+from that same local copy. Pipelines are saved with skops (:data:`SKOPS_TRUSTED_TYPES`), never
+pickled, so loading runs no code of the artifact's choosing.
 """
 
 from __future__ import annotations
@@ -18,15 +24,23 @@ import getpass
 import logging
 import os
 import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import mlflow
 import numpy as np
 import pandas as pd
+import skops.io
 from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
+from mlflow.models import Model
+from skops.io.exceptions import UntrustedTypesFoundException
 
+from ml import signing
+from ml.signing import UntrustedModel
 from safra.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -38,10 +52,22 @@ MODEL_NAME = "safra-credit"
 """The registered model's default name."""
 REFERENCE_ARTIFACT = "reference/train_sample.parquet"
 """Where a training run keeps its reference sample (an artifact path of the run)."""
+SKOPS_TRUSTED_TYPES = [
+    "numpy.dtype",
+    "sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor",
+    "sklearn.tree._tree.Tree",
+]
+"""The types beyond skops' defaults that Safra's pipelines hold (ColumnTransformer,
+SimpleImputer, OneHotEncoder, then HistGradientBoostingClassifier or RandomForestClassifier):
+what :func:`load_version` lets skops build, whatever a model's own MLmodel file says."""
 
 
 def tracking_client(settings: Settings) -> MlflowClient:
     """A client of the settings' MLflow server; also points the fluent API (``mlflow.*``) at it."""
+    password = settings.mlflow_password.get_secret_value()
+    if password:  # MLflow's clients read the identity from the environment, per process
+        os.environ["MLFLOW_TRACKING_USERNAME"] = settings.mlflow_username
+        os.environ["MLFLOW_TRACKING_PASSWORD"] = password
     mlflow.set_tracking_uri(settings.mlflow_tracking_uri)
     mlflow.set_registry_uri(settings.mlflow_tracking_uri)
     return MlflowClient(
@@ -129,13 +155,91 @@ def reference_sample(client: MlflowClient, model_name: str, version: str) -> pd.
         return pd.read_parquet(path)
 
 
-def load_version(model_name: str, version: str) -> Any:
-    """The scikit-learn pipeline of ``model_name`` version ``version`` (predict_proba available).
+def download_version(model_name: str, version: str, dst: Path) -> Path:
+    """The model directory of ``model_name`` version ``version``, downloaded into ``dst``
+    (the fluent API's registry: :func:`tracking_client` points it)."""
+    dst.mkdir(parents=True, exist_ok=True)
+    local = mlflow.artifacts.download_artifacts(
+        artifact_uri=f"models:/{model_name}/{version}", dst_path=str(dst)
+    )
+    return Path(local)
+
+
+def sign_version(settings: Settings, client: MlflowClient, model_name: str, version: str) -> None:
+    """Sign the artifacts of ``model_name`` version ``version`` as the registry serves them
+    (downloaded, not the local copy that was logged) and record the signature in its tags.
+    ValueError (naming the fix) when no usable signing key is configured."""
+    key = signing.signing_key(settings)
+    with tempfile.TemporaryDirectory(prefix="safra-sign-") as tmp:
+        local = download_version(model_name, version, Path(tmp))
+        tags = signing.sign(signing.digest(signing.manifest(local)), key)
+    for name, value in tags.items():
+        client.set_model_version_tag(model_name, version, name, value)
+    logger.info(
+        "%s version %s signed (digest %s..., key %s)",
+        model_name,
+        version,
+        tags[signing.DIGEST_TAG][:16],
+        tags[signing.KEY_ID_TAG],
+    )
+
+
+@contextmanager
+def verified_version(settings: Settings, model_name: str, version: str) -> Iterator[Path]:
+    """A local copy of ``model_name`` version ``version`` whose signature was verified with
+    ``settings.model_verify_key`` (removed at the end of the block): what is loaded from it is
+    what was verified. :class:`~ml.signing.UntrustedModel` naming the cause otherwise."""
+    client = tracking_client(settings)
+    tags = dict(client.get_model_version(model_name, version).tags or {})
+    with tempfile.TemporaryDirectory(prefix="safra-model-") as tmp:
+        local = download_version(model_name, version, Path(tmp))
+        began = time.perf_counter()
+        try:
+            artifact_digest = signing.digest(signing.manifest(local))
+        except ValueError as exc:
+            raise UntrustedModel(model_name, version, str(exc)) from exc
+        signing.verify(tags, artifact_digest, settings.model_verify_key, model_name, version)
+        logger.info(
+            "%s version %s: signature verified in %.3fs (key %s)",
+            model_name,
+            version,
+            time.perf_counter() - began,
+            tags.get(signing.KEY_ID_TAG),
+        )
+        yield local
+
+
+def load_pipeline(model_dir: Path, model_name: str, version: str) -> Any:
+    """The scikit-learn pipeline saved (skops) in the MLflow model directory ``model_dir``,
+    loaded with :data:`SKOPS_TRUSTED_TYPES` only. :class:`~ml.signing.UntrustedModel` when it
+    is not a skops model or holds other types."""
+    flavor = Model.load(str(model_dir)).flavors.get("sklearn") or {}
+    serialization = flavor.get("serialization_format")
+    if serialization != mlflow.sklearn.SERIALIZATION_FORMAT_SKOPS or "pickled_model" not in flavor:
+        raise UntrustedModel(
+            model_name,
+            version,
+            f"saved as {serialization or 'no scikit-learn model'}: Safra loads skops models only "
+            "(no unpickling)",
+        )
+    try:
+        return skops.io.load(model_dir / flavor["pickled_model"], trusted=SKOPS_TRUSTED_TYPES)
+    except UntrustedTypesFoundException as exc:
+        raise UntrustedModel(
+            model_name, version, f"holds types outside Safra's trusted list: {exc}"
+        ) from exc
+
+
+def load_version(settings: Settings, model_name: str, version: str) -> Any:
+    """The scikit-learn pipeline of ``model_name`` version ``version`` (predict_proba available),
+    loaded only after its signature is verified (:func:`verified_version`), from the very files
+    that were verified. :class:`~ml.signing.UntrustedModel` when it is not Safra's.
 
     Loading by version, not by alias, pins what was resolved: an alias moved meanwhile cannot
     swap the model under the caller.
     """
-    return mlflow.sklearn.load_model(f"models:/{model_name}/{version}")
+    with verified_version(settings, model_name, version) as local:
+        return load_pipeline(local, model_name, version)
 
 
 def predict_default_probability(model: Any, inputs: pd.DataFrame) -> np.ndarray:

@@ -10,8 +10,9 @@ promotion compares).
 :func:`fit_candidates` is pure (no MLflow): the benchmark and the tests use it directly.
 :func:`train_and_register` adds the MLflow run (params, metrics, per-segment metrics, plots,
 model with signature and input example, lineage tags, a reference sample for the drift monitor
-and the API's reasons: :func:`ml.registry.log_reference_sample`), registers the winner and points
-the ``challenger`` alias at it.
+and the API's reasons: :func:`ml.registry.log_reference_sample`), registers the winner, signs the
+registered version's artifacts (:func:`ml.registry.sign_version`: only signed versions are ever
+loaded) and points the ``challenger`` alias at it. The pipeline is saved with skops, not pickled.
 
 :func:`run_train` is the stage behind ``safra train``: the Feast point-in-time training set
 (:mod:`ml.training_set`), an out-of-time split, :func:`train_and_register`, and a
@@ -32,12 +33,12 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import cloudpickle
 import mlflow
 import numpy as np
 import pandas as pd
 import scipy
 import sklearn
+import skops
 from mlflow.models import ModelSignature, infer_signature
 from mlflow.types import ColSpec, DataType, Schema, TensorSpec
 from sklearn.base import ClassifierMixin
@@ -48,16 +49,19 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OneHotEncoder
 from threadpoolctl import threadpool_limits
 
-from ml import evaluate
+from ml import evaluate, signing
+from ml.alias_history import record_challenger
 from ml.feature_store import feature_store
 from ml.features import CATEGORICAL, FEATURE_COLUMNS, FEATURE_SET_VERSION, NUMERIC, model_inputs
 from ml.registry import (
     CHALLENGER,
     MODEL_NAME,
+    SKOPS_TRUSTED_TYPES,
     actor,
     experiment_id,
     log_reference_sample,
     metric_key,
+    sign_version,
     tracking_client,
 )
 from ml.training_set import LABEL, TrainingSet, build_training_set
@@ -311,12 +315,12 @@ def model_requirements() -> list[str]:
     """The model's pip requirements, pinned to the training environment.
 
     Given explicitly: MLflow's inference of them reloads the model in a subprocess (~40 s here).
-    The pickled pipeline holds scikit-learn objects only, no Safra code.
+    The saved pipeline (skops) holds scikit-learn objects only, no Safra code.
     """
     return [
         f"mlflow=={mlflow.__version__}",
         f"scikit-learn=={sklearn.__version__}",
-        f"cloudpickle=={cloudpickle.__version__}",
+        f"skops=={skops.__version__}",
         f"numpy=={np.__version__}",
         f"pandas=={pd.__version__}",
         f"scipy=={scipy.__version__}",
@@ -371,8 +375,13 @@ def train_and_register(
     ``best_achievable_auc``: the simulator's ceiling on ``valid_df``, logged with the fraction
     of it reached. ``approve_below`` / ``deny_above`` are the business thresholds (the settings'
     ``SAFRA_APPROVE_BELOW`` / ``SAFRA_DENY_ABOVE`` once they exist).
+
+    ValueError before anything is trained or logged when ``register`` and no usable signing key
+    is configured (``SAFRA_MODEL_SIGNING_KEY``): an unsigned version could never be loaded.
     """
     settings = settings or get_settings()
+    if register:
+        signing.signing_key(settings)  # fail early, naming the fix
     client = tracking_client(settings)
     selection = fit_candidates(
         train_df, valid_df, label_col, candidates=candidates, deny_above=deny_above,
@@ -449,7 +458,8 @@ def train_and_register(
         info = mlflow.sklearn.log_model(
             best.pipeline,
             name="model",
-            serialization_format=mlflow.sklearn.SERIALIZATION_FORMAT_CLOUDPICKLE,
+            serialization_format=mlflow.sklearn.SERIALIZATION_FORMAT_SKOPS,
+            skops_trusted_types=SKOPS_TRUSTED_TYPES,
             signature=model_signature(example, best.pipeline),
             input_example=example,
             pyfunc_predict_fn="predict_proba",
@@ -479,8 +489,13 @@ def train_and_register(
             },
         )
         version = str(registered.version)
-        client.set_registered_model_alias(model_name, CHALLENGER, version)
-        logger.info("registered %s version %s as @%s", model_name, version, CHALLENGER)
+        sign_version(settings, client, model_name, version)
+        record_challenger(
+            settings, client, model_name, version,
+            f"registered v{version} ({selection.winner}, valid roc_auc "
+            f"{best.metrics['roc_auc']:.4f}, run {run_id}) as @{CHALLENGER}",
+        )  # fmt: skip
+        logger.info("registered and signed %s version %s as @%s", model_name, version, CHALLENGER)
     return TrainResult(
         run_id=run_id,
         model_uri=info.model_uri,

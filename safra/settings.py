@@ -70,9 +70,19 @@ class Settings(BaseSettings):
     redis_url: str = Field(default="", repr=False)  # may carry the password
     redis_password: SecretStr | None = None
 
-    # MLflow
+    # MLflow (its authentication on: Safra writes as mlflow_username, the API reads as
+    # mlflow_api_username; the admin only creates those two at `safra stack up`)
     mlflow_port: int = 5000
     mlflow_tracking_uri: str = ""
+    mlflow_username: str = Field(default="safra", description="Safra's MLflow identity (writes)")
+    mlflow_password: SecretStr = Field(default=SecretStr(""), description="its password (.env)")
+    mlflow_api_username: str = Field(
+        default="safra-api", description="the scoring API's MLflow identity (reads only)"
+    )
+    mlflow_api_password: SecretStr = Field(default=SecretStr(""), description="(.env)")
+    mlflow_admin_password: SecretStr = Field(
+        default=SecretStr(""), description="the local MLflow server's admin password (.env)"
+    )
 
     # Kafka topics (Avro values; key = application id; header `schema.version`)
     topic_applications: str = "safra.applications"
@@ -96,6 +106,14 @@ class Settings(BaseSettings):
     approve_below: float = Field(default=0.10, gt=0, lt=1, description="APPROVE below this")
     deny_above: float = Field(default=0.30, gt=0, lt=1, description="DENY above this")
     promotion_margin: float = Field(default=0.005, ge=0, description="F1 gain needed to promote")
+    model_signing_key: SecretStr = Field(
+        default=SecretStr(""),
+        description="Ed25519 private key signing registered models, base64 of 32 bytes (.env)",
+    )
+    model_verify_key: str = Field(
+        default="",
+        description="its public key: what loads a model verifies with it first (.env)",
+    )
     label_maturity_days: int = Field(
         default=365,
         ge=0,

@@ -11,8 +11,12 @@ end, so requests in flight finish on the model they started with.
 A version that fails to load, predict or pass the check is never swapped in: the error is
 logged with its traceback, counted, and the version remembered; it is tried again only after a
 back-off (doubling from :data:`RETRY_AFTER_S` up to :data:`MAX_RETRY_AFTER_S`), not on every
-poll. The model served so far keeps serving. A registry that cannot be reached is logged and
-retried at the next poll; an alias that disappears leaves the last model serving (logged).
+poll. A version whose signature does not verify (:class:`ml.signing.UntrustedModel`: unsigned,
+altered after registration, signed by another key) is refused the same way before anything of
+it is deserialized, logged with the cause (no traceback) and counted apart
+(``untrusted_loads``). The model served so far keeps serving. A registry that cannot be reached
+is logged and retried at the next poll; an alias that disappears leaves the last model serving
+(logged).
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ import pandas as pd
 
 from ml.features import model_inputs, request_to_application
 from ml.registry import CHAMPION, predict_default_probability
+from ml.signing import UntrustedModel
 from serving.reasons import occlusion_batch
 
 logger = logging.getLogger(__name__)
@@ -118,6 +123,8 @@ class LoadFailure:
     failed_at: float
     attempts: int
     retry_at: float
+    untrusted: bool = False
+    """Refused by the signature check (:class:`~ml.signing.UntrustedModel`), never loaded."""
 
 
 @dataclass
@@ -130,6 +137,23 @@ class WatcherState:
     last_poll_error: str | None = None
     swaps: int = 0
     failed_loads: int = 0
+    """Versions that failed to load, warm or check (untrusted ones not included)."""
+    untrusted_loads: int = 0
+    """Versions refused because their signature does not verify."""
+    recorded_champion: str | None = None
+    """The champion Safra's alias history accounts for (the registered model's
+    ``safra.recorded_champion`` tag, :mod:`ml.alias_history`)."""
+    champion_guardrails: str | None = None
+    """The recorded guardrail verdict of that champion (``hold`` / ``breach: …``)."""
+
+    @property
+    def unrecorded(self) -> bool:
+        """@champion moved and no record accounts for it yet (a change made by hand)."""
+        return self.champion_version is not None and self.champion_version != self.recorded_champion
+
+    @property
+    def guardrail_breach(self) -> bool:
+        return (self.champion_guardrails or "").startswith("breach")
 
 
 class ModelWatcher:
@@ -150,6 +174,7 @@ class ModelWatcher:
         check: Callable[[ServingModel], float] = check_model,
         on_swap: Callable[[ServingModel], None] | None = None,
         on_failure: Callable[[str, BaseException], None] | None = None,
+        on_poll: Callable[[WatcherState], None] | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.model_name = model_name
@@ -159,6 +184,7 @@ class ModelWatcher:
         self._check = check
         self._on_swap = on_swap
         self._on_failure = on_failure
+        self._on_poll = on_poll
         self._clock = clock
         self._current: ServingModel | None = None
         self._failures: dict[str, LoadFailure] = {}
@@ -221,7 +247,17 @@ class ModelWatcher:
                 CHAMPION,
                 self._current.version if self._current else "nothing",
             )
+        was_unrecorded = self.state.unrecorded
         self.state.champion_version = version
+        if self.state.unrecorded and not was_unrecorded:
+            logger.warning(
+                "%s@%s is v%s but Safra's records account for %s: a change made outside Safra "
+                "(the MLflow UI?); `safra promotions` records it and judges its guardrails",
+                self.model_name, CHAMPION, version,
+                f"v{self.state.recorded_champion}" if self.state.recorded_champion else "none",
+            )  # fmt: skip
+        if self._on_poll is not None:
+            self._on_poll(self.state)
         current = self._current
         if version is None or (current is not None and current.version == version):
             return
@@ -255,22 +291,26 @@ class ModelWatcher:
         attempts = previous.attempts + 1 if previous else 1
         wait = min(RETRY_AFTER_S * 2 ** (attempts - 1), MAX_RETRY_AFTER_S)
         now = self._clock()
+        untrusted = isinstance(exc, UntrustedModel)
         self._failures[version] = LoadFailure(
-            version, f"{type(exc).__name__}: {exc}", now, attempts, now + wait
+            version, f"{type(exc).__name__}: {exc}", now, attempts, now + wait, untrusted
         )
-        self.state.failed_loads += 1
-        serving = self._current
-        logger.error(
-            "%s v%s (@%s) failed to load or check (attempt %d; next try in %.0fs); "
-            "still serving %s",
-            self.model_name,
-            version,
-            CHAMPION,
-            attempts,
-            wait,
-            f"v{serving.version}" if serving else "nothing",
-            exc_info=exc,
-        )
+        serving = f"v{self._current.version}" if self._current else "nothing"
+        if untrusted:
+            self.state.untrusted_loads += 1
+            logger.error(
+                "%s v%s (@%s) refused, untrusted: %s (attempt %d; next try in %.0fs); "
+                "still serving %s",
+                self.model_name, version, CHAMPION, getattr(exc, "cause", exc), attempts, wait,
+                serving,
+            )  # fmt: skip
+        else:
+            self.state.failed_loads += 1
+            logger.error(
+                "%s v%s (@%s) failed to load or check (attempt %d; next try in %.0fs); "
+                "still serving %s",
+                self.model_name, version, CHAMPION, attempts, wait, serving, exc_info=exc,
+            )  # fmt: skip
         if self._on_failure is not None:
             self._on_failure(version, exc)
 
@@ -299,14 +339,16 @@ class ModelWatcher:
             self._thread = None
 
 
-def load_from_registry(client: Any, model_name: str, version: str) -> ServingModel:
-    """``model_name`` v``version`` from the MLflow registry, with its run's metrics, its version
-    tags (``champion_since``, ``promotion.*``) and the reference applicant of the reasons."""
+def load_from_registry(settings: Any, client: Any, model_name: str, version: str) -> ServingModel:
+    """``model_name`` v``version`` from the settings' MLflow registry, its signature verified
+    with ``settings.model_verify_key`` before it is deserialized
+    (:class:`~ml.signing.UntrustedModel` otherwise), with its run's metrics, its version tags
+    (``champion_since``, ``promotion.*``) and the reference applicant of the reasons."""
     from ml.registry import load_version, reference_sample, version_run_id
     from serving.reasons import reference_values
 
     meta = client.get_model_version(model_name, version)
-    model = load_version(model_name, version)
+    model = load_version(settings, model_name, version)
     run_id = version_run_id(client, model_name, version)
     metrics: dict[str, float] = {}
     reference: dict[str, Any] = {}
@@ -335,15 +377,35 @@ def load_from_registry(client: Any, model_name: str, version: str) -> ServingMod
 
 
 def registry_watcher(settings: Any, **kwargs: Any) -> ModelWatcher:
-    """A :class:`ModelWatcher` of ``settings.model_name``@champion in the settings' MLflow."""
-    from ml.registry import tracking_client, version_by_alias
+    """A :class:`ModelWatcher` of ``settings.model_name``@champion in the settings' MLflow: one
+    registry read per poll gives the alias and the alias history's tags (what Safra recorded)."""
+    from mlflow.exceptions import MlflowException
+
+    from ml.alias_history import RECORDED_CHAMPION, RECORDED_GUARDRAILS
+    from ml.registry import tracking_client
 
     client = tracking_client(settings)
     name = settings.model_name
-    return ModelWatcher(
+    state: list[WatcherState] = []
+
+    def resolve() -> str | None:
+        try:
+            model = client.get_registered_model(name)
+        except MlflowException as exc:
+            if exc.error_code == "RESOURCE_DOES_NOT_EXIST":
+                return None
+            raise
+        tags = model.tags or {}
+        state[0].recorded_champion = tags.get(RECORDED_CHAMPION) or None
+        state[0].champion_guardrails = tags.get(RECORDED_GUARDRAILS) or None
+        return (model.aliases or {}).get(CHAMPION)
+
+    watcher = ModelWatcher(
         name,
-        resolve=lambda: version_by_alias(client, name, CHAMPION),
-        load=lambda version: load_from_registry(client, name, version),
+        resolve=resolve,
+        load=lambda version: load_from_registry(settings, client, name, version),
         poll_s=settings.champion_poll_s,
         **kwargs,
     )
+    state.append(watcher.state)
+    return watcher

@@ -1,5 +1,6 @@
-"""Running the scoring API: the ``bentoml serve`` command line, shared by ``safra serve``
-(foreground) and ``safra stack up --with api`` (supervised: ``commands.stack.services``)."""
+"""Running the scoring API: the ``bentoml serve`` command line and its environment (the API's
+own, read-only MLflow identity), shared by ``safra serve`` (foreground) and ``safra stack up
+--with api`` (supervised: ``commands.stack.services``)."""
 
 from __future__ import annotations
 
@@ -24,7 +25,19 @@ def bentoml_command(settings: Settings, port: int | None = None) -> list[str]:
     ]  # fmt: skip
 
 
+def api_environment(settings: Settings) -> dict[str, str]:
+    """The API's own MLflow identity, for its process: the reader (``SAFRA_MLFLOW_API_*``), not
+    Safra's writer; empty when none is configured."""
+    password = settings.mlflow_api_password.get_secret_value()
+    if not password:
+        return {}
+    return {
+        "SAFRA_MLFLOW_USERNAME": settings.mlflow_api_username,
+        "SAFRA_MLFLOW_PASSWORD": password,
+    }
+
+
 def serve_foreground(settings: Settings, port: int | None = None) -> None:
-    """Replace this process with ``bentoml serve`` (Ctrl+C stops it)."""
+    """Replace this process with ``bentoml serve`` (Ctrl+C stops it), as the API's identity."""
     command = bentoml_command(settings, port)
-    os.execv(command[0], command)
+    os.execve(command[0], command, {**os.environ, **api_environment(settings)})

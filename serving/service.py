@@ -30,6 +30,7 @@ import bentoml
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
+from ml.signing import UntrustedModel
 from safra.settings import get_settings
 from serving.batching import Coalescer
 from serving.contract import RequestError
@@ -69,7 +70,24 @@ def _metrics() -> dict[str, Any]:
         ),
         "swaps": prom.Counter("safra_api_model_swaps", "Champion versions swapped in"),
         "failed_loads": prom.Counter(
-            "safra_api_model_load_failures", "Versions that failed to load, warm or check"
+            "safra_api_model_load_failures",
+            "Versions that failed to load, warm or check (untrusted ones apart)",
+        ),
+        "untrusted": prom.Counter(
+            "safra_api_model_untrusted",
+            "Versions refused before loading: signature missing, invalid or of another key, "
+            "or artifacts altered after registration",
+        ),
+        "unrecorded": prom.Gauge(
+            "safra_champion_unrecorded",
+            "1 while @champion names a version Safra's alias history does not account for "
+            "(a change made outside Safra, until `safra promotions` records it)",
+            multiprocess_mode="livemax",
+        ),
+        "breach": prom.Gauge(
+            "safra_champion_guardrail_breach",
+            "1 when the recorded champion breaks a guardrail (judged after a manual change)",
+            multiprocess_mode="livemax",
         ),
         "batch": prom.Histogram(
             "safra_api_batch_size",
@@ -112,7 +130,13 @@ class CreditScoring:
         self.watcher = registry_watcher(
             settings,
             on_swap=lambda _model: metrics["swaps"].inc(),
-            on_failure=lambda _version, _exc: metrics["failed_loads"].inc(),
+            on_failure=lambda _version, exc: metrics[
+                "untrusted" if isinstance(exc, UntrustedModel) else "failed_loads"
+            ].inc(),
+            on_poll=lambda state: (
+                metrics["unrecorded"].set(int(state.unrecorded)),
+                metrics["breach"].set(int(state.guardrail_breach)),
+            ),
         )
         self.scored_log = ScoredRequestLog(settings)
         self.history = OnlineHistory(_default_history_reader(settings), ONLINE_READ_TIMEOUT_S)
@@ -209,7 +233,14 @@ def model_info(serving: ServingModel, service: CreditScoring) -> dict[str, Any]:
             "last_poll_at": state.last_poll_at,
             "swaps": state.swaps,
             "failed_loads": state.failed_loads,
+            "untrusted_loads": state.untrusted_loads,
+            "recorded_champion": state.recorded_champion,
+            "champion_unrecorded": state.unrecorded,
+            "champion_guardrails": state.champion_guardrails,
             "versoes_com_falha": {v: f.error for v, f in service.watcher.failures.items()},
+            "versoes_nao_confiaveis": sorted(
+                v for v, f in service.watcher.failures.items() if f.untrusted
+            ),
         },
         "intervalo_observacao_s": service.watcher.poll_s,
     }

@@ -12,6 +12,9 @@ from tests import own_stack
 
 def pytest_configure(config: pytest.Config) -> None:
     own_stack.apply()
+    from ml.registry import tracking_client
+
+    tracking_client(get_settings())  # MLflow's clients of this process: Safra's identity
 
 
 @pytest.fixture(scope="session")

@@ -17,9 +17,9 @@ from safra.settings import Settings, get_settings
 
 
 def _registry(s: Settings) -> dict[str, Any]:
-    from mlflow import MlflowClient
+    from ml.registry import tracking_client
 
-    client = MlflowClient(s.mlflow_tracking_uri)
+    client = tracking_client(s)  # as Safra's identity (MLflow's authentication is on)
     return {
         m.name: {"aliases": dict(sorted(m.aliases.items()))}
         for m in client.search_registered_models(max_results=1000)

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 import psutil
 
+from commands.stack import mlflow_auth
 from commands.stack.process import ServiceState, StackError, Supervisor, port_open
 from commands.stack.provision import ProvisionError
 from commands.stack.services import SPECS
@@ -81,6 +82,8 @@ def up(
             on_step(name, "starting")
         spec = SPECS[name](s)
         action = sup.start(spec)
+        if name == "mlflow":
+            mlflow_auth.ensure_identities(s)
         results.append(UpResult(name, action, time.monotonic() - t0))
         if on_step:
             on_step(name, action)

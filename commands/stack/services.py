@@ -24,6 +24,7 @@ import zipfile
 from collections.abc import Callable
 from pathlib import Path
 
+from commands.stack import mlflow_auth
 from commands.stack.process import ServiceSpec
 from commands.stack.provision import (
     ProvisionError,
@@ -325,16 +326,19 @@ def trino_spec(s: Settings) -> ServiceSpec:
 
 
 def mlflow_spec(s: Settings) -> ServiceSpec:
+    """MLflow's tracking server and registry, its authentication on (:mod:`.mlflow_auth`)."""
     data = s.data_dir / "mlflow"
     (data / "artifacts").mkdir(parents=True, exist_ok=True)
+    env = {"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false", **mlflow_auth.server_config(s, data)}
     mlflow = Path(sys.executable).parent / "mlflow"
     cmd = [
-        str(mlflow), "server", "--host", s.bind_host, "--port", str(s.mlflow_port),
-        "--workers", "1", "--backend-store-uri", f"sqlite:///{data / 'mlflow.db'}",
+        str(mlflow), "server", "--app-name", "basic-auth", "--host", s.bind_host,
+        "--port", str(s.mlflow_port), "--workers", "1",
+        "--backend-store-uri", f"sqlite:///{data / 'mlflow.db'}",
         "--artifacts-destination", str(data / "artifacts"), "--serve-artifacts",
     ]  # fmt: skip
     return ServiceSpec(
-        "mlflow", s.mlflow_port, cmd, env={"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"},
+        "mlflow", s.mlflow_port, cmd, env=env,
         ready=_http_ok(f"{s.mlflow_tracking_uri}/health"), ready_timeout_s=s.ready_timeout_s,
         url=s.mlflow_tracking_uri,
     )  # fmt: skip
@@ -349,7 +353,7 @@ def api_spec(s: Settings) -> ServiceSpec:
     Probed on ``/livez`` (alive), not ``/readyz``: with no champion yet it is alive but not
     ready, and says so. Its worker imports BentoML, MLflow, Feast and scikit-learn: a slow start.
     """
-    from serving.server import bentoml_command
+    from serving.server import api_environment, bentoml_command
 
     try:
         command = bentoml_command(s)
@@ -357,7 +361,8 @@ def api_spec(s: Settings) -> ServiceSpec:
         raise ProvisionError(f"api: {exc}") from exc
     url = f"http://{s.bind_host}:{s.serving_port}"
     return ServiceSpec(
-        "api", s.serving_port, command, cwd=Path.cwd(), ready=_http_ok(f"{url}/livez"),
+        "api", s.serving_port, command, env=api_environment(s), cwd=Path.cwd(),
+        ready=_http_ok(f"{url}/livez"),
         ready_timeout_s=max(s.ready_timeout_s, 300), url=url,
     )  # fmt: skip
 

@@ -98,9 +98,9 @@ def iceberg_three_engines(s: Settings) -> str:
 
 
 def mlflow_registry(s: Settings) -> str:
-    from mlflow import MlflowClient
+    from ml.registry import tracking_client
 
-    client = MlflowClient(s.mlflow_tracking_uri)
+    client = tracking_client(s)  # as Safra's identity (MLflow's authentication is on)
     name = f"safra-smoke-{uuid.uuid4().hex[:8]}"
     experiment = client.create_experiment(name)
     try:

@@ -141,7 +141,7 @@ def lakehouse(champion, local_stack: Settings) -> Iterator[dict[str, str]]:
     tag = f"it_drift_{uuid.uuid4().hex[:8]}_"
     silver, bronze = f"{tag}silver", f"{tag}bronze"
     raw = _applications(1_200, seed=206, scenario="bureau_recalibration", year=2026)
-    inputs = current_inputs(raw, load_version(*champion))
+    inputs = current_inputs(raw, load_version(local_stack, *champion))
     cat = local_stack.iceberg_catalog
     conn = trino.dbapi.connect(
         host=local_stack.trino_host, port=local_stack.trino_port, user=local_stack.trino_user,

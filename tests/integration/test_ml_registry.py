@@ -14,13 +14,12 @@ import pandas as pd
 import pytest
 from sklearn.ensemble import HistGradientBoostingClassifier, RandomForestClassifier
 
-from ml.features import FEATURE_COLUMNS, model_inputs
 from ml.alias_history import promotion_log
+from ml.features import FEATURE_COLUMNS, model_inputs
 from ml.promote import promote_if_better, rollback
 from ml.registry import (
     CHALLENGER,
     CHAMPION,
-    PREVIOUS_CHAMPION,
     reference_sample,
     tracking_client,
     version_by_alias,

@@ -32,13 +32,14 @@ from starlette.testclient import TestClient
 
 from ml.feature_store import HISTORY_VIEW, apply_repo, feature_store
 from ml.promote import promote_if_better
-from ml.registry import CHAMPION, tracking_client, version_by_alias
+from ml.promotion_rule import Guardrails
+from ml.registry import CHAMPION, sign_version, tracking_client, version_by_alias
 from ml.train import out_of_time_split, train_and_register
 from pipelines.simulator import generate_applications, labelled_frame
 from safra import contracts
 from safra.processes import free_port, process_group
 from safra.settings import Settings, get_settings
-from serving.server import bentoml_command
+from serving.server import api_environment, bentoml_command
 
 pytestmark = pytest.mark.stack
 
@@ -117,26 +118,36 @@ def versions(serving_settings: Settings) -> dict[str, str]:
         return result.version
 
     v1 = train_version(80)
-    decision = promote_if_better(s, s.model_name, holdout, segment_floor=0.0)
+    decision = promote_if_better(s, s.model_name, holdout, guardrails=Guardrails(segment_floor=0.0))
     assert decision.champion_version_after == v1, decision.reason
     v2 = train_version(20)
     return {"v1": v1, "v2": v2, "v3": _register_corrupt_version(s, v1)}
 
 
 def _register_corrupt_version(s: Settings, good: str) -> str:
-    """A version whose model files are there but whose pickle is garbage."""
+    """A version whose model files are there but whose serialized model is garbage — signed,
+    as if Safra had registered it broken: it passes the signature check and fails to load."""
     with tempfile.TemporaryDirectory() as tmp:
         uri = f"models:/{s.model_name}/{good}"
         local = Path(mlflow.artifacts.download_artifacts(uri, dst_path=tmp))
-        pickles = list(local.rglob("*.pkl"))
-        assert pickles, f"no pickle in {sorted(p.name for p in local.rglob('*'))}"
-        for pickle in pickles:
-            pickle.write_bytes(b"this is not a pickle")
+        serialized = list(local.rglob("model.skops")) + list(local.rglob("*.pkl"))
+        assert serialized, f"no model file in {sorted(p.name for p in local.rglob('*'))}"
+        for path in serialized:
+            path.write_bytes(b"this is not a model")
         client = tracking_client(s)
         experiment = client.get_experiment_by_name(EXPERIMENT)
         with mlflow.start_run(experiment_id=experiment.experiment_id, run_name="corrupt") as run:
             mlflow.log_artifacts(str(local), "model")
-        return str(mlflow.register_model(f"runs:/{run.info.run_id}/model", s.model_name).version)
+        uri = f"runs:/{run.info.run_id}/model"
+        version = str(mlflow.register_model(uri, s.model_name).version)
+        sign_version(s, client, s.model_name, version)
+        return version
+
+
+def _register_unsigned_version(s: Settings, good: str) -> str:
+    """The files of ``good`` (a working model) registered again, without Safra's signature."""
+    source = tracking_client(s).get_model_version(s.model_name, good).source
+    return str(mlflow.register_model(source, s.model_name).version)
 
 
 def _history_row(pid: str, *, defaults: int, outcomes: int, score: int, ibama: float,
@@ -333,6 +344,48 @@ def test_corrupt_champion_is_never_swapped_in(
     assert f"still serving v{versions['v1']}" in caplog.text
 
 
+def _metric(text: str, name: str) -> float:
+    """The value of the sample ``name`` (no labels) in a Prometheus exposition, 0 when absent."""
+    for line in text.splitlines():
+        if line.startswith(f"{name} "):
+            return float(line.split()[1])
+    return 0.0
+
+
+def test_unsigned_champion_is_refused_and_counted(
+    api: TestClient, versions: dict[str, str], serving_settings: Settings, caplog
+) -> None:
+    client = tracking_client(serving_settings)
+    name = serving_settings.model_name
+    unsigned = _register_unsigned_version(serving_settings, versions["v1"])
+    untrusted_before = _metric(api.get("/metrics").text, "safra_api_model_untrusted_total")
+    failed_before = _metric(api.get("/metrics").text, "safra_api_model_load_failures_total")
+    with caplog.at_level(logging.ERROR, logger="serving.model_watcher"):
+        client.set_registered_model_alias(name, CHAMPION, unsigned)
+        try:
+            deadline = time.monotonic() + POLL_S + SWITCH_MARGIN_S
+            refused: list[str] = []
+            while time.monotonic() < deadline and unsigned not in refused:
+                time.sleep(0.2)
+                info = api.get("/v1/model-info", headers={"X-API-Key": API_KEY}).json()
+                refused = info["observacao_alias"]["versoes_nao_confiaveis"]
+                answer = _score(api, APPROVED)
+                assert answer.status_code == 200
+                assert answer.json()["model_version"] == versions["v1"]
+            assert unsigned in refused, "the unsigned version was never tried"
+            assert info["model_version"] == versions["v1"]
+            assert info["observacao_alias"]["untrusted_loads"] >= 1
+            assert "no signature tag" in info["observacao_alias"]["versoes_com_falha"][unsigned]
+            assert api.get("/readyz").status_code == 200
+        finally:
+            client.set_registered_model_alias(name, CHAMPION, versions["v1"])
+    metrics = api.get("/metrics").text
+    assert _metric(metrics, "safra_api_model_untrusted_total") == untrusted_before + 1
+    assert _metric(metrics, "safra_api_model_load_failures_total") == failed_before
+    assert f"{name} v{unsigned} (@champion) refused, untrusted: no signature tag" in caplog.text
+    assert f"still serving v{versions['v1']}" in caplog.text
+
+
 def test_no_champion_is_not_ready_and_says_why(online: datetime) -> None:
     with _in_process_api({"SAFRA_MODEL_NAME": f"no-such-model-{SUFFIX}"}) as client:
         time.sleep(0.5)
@@ -379,7 +432,7 @@ def test_dependency_down_is_a_clear_503(
 def _bentoml_serve(settings: Settings, log: Path) -> Iterator[str]:
     """``bentoml serve`` of the API (as ``safra serve`` runs it) on a free port."""
     port = free_port(settings.bind_host)
-    env = {**os.environ, **_env(), "SAFRA_SERVING_PORT": str(port)}
+    env = {**os.environ, **_env(), **api_environment(settings), "SAFRA_SERVING_PORT": str(port)}
     with process_group(bentoml_command(settings, port), log, env, stop_timeout_s=20):
         yield f"http://{settings.bind_host}:{port}"
 

@@ -17,8 +17,8 @@ from sklearn.ensemble import HistGradientBoostingClassifier, RandomForestClassif
 from typer.testing import CliRunner
 
 from commands import cli
-from ml.feature_store import feature_store, registry_path, run_features
 from ml.alias_history import promotion_log
+from ml.feature_store import feature_store, registry_path, run_features
 from ml.promote import run_promote
 from ml.registry import CHALLENGER, CHAMPION, tracking_client, version_by_alias
 from ml.train import run_train

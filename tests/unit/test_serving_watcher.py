@@ -12,6 +12,7 @@ import pytest
 from sklearn.ensemble import HistGradientBoostingClassifier
 
 from ml.features import model_inputs
+from ml.signing import UntrustedModel
 from ml.train import build_pipeline
 from pipelines.simulator import applications_frame, generate_applications, generate_outcomes
 from serving.model_watcher import (
@@ -151,6 +152,34 @@ def test_failing_versions_are_never_swapped_in_and_not_retried_in_a_loop(models,
     registry.alias = "2"
     w.poll()
     assert w.current.version == "2"
+
+
+def test_untrusted_version_is_refused_logged_with_its_cause_and_counted_apart(
+    models, caplog
+) -> None:
+    untrusted = UntrustedModel("m", "5", "no signature tag 'safra.signature'")
+    registry = Registry({**models, "5": untrusted})
+    failures: list[BaseException] = []
+    w = ModelWatcher("m", registry.resolve, registry.load, 1.0, clock=Clock(),
+                     on_failure=lambda v, e: failures.append(e))  # fmt: skip
+    registry.alias = "1"
+    w.poll()
+    registry.alias = "5"
+    with caplog.at_level(logging.ERROR, logger="serving.model_watcher"):
+        w.poll()
+    assert w.current is not None and w.current.version == "1"
+    assert (
+        "m v5 (@champion) refused, untrusted: no signature tag 'safra.signature' (attempt 1; "
+        "next try in 60s); still serving v1"
+    ) in caplog.text
+    assert "Traceback" not in caplog.text
+    assert failures == [untrusted]
+    assert w.failures["5"].untrusted and "UntrustedModel" in w.failures["5"].error
+    assert (w.state.untrusted_loads, w.state.failed_loads) == (1, 0)
+    registry.alias = "4"  # an ordinary load failure is counted as such
+    w.poll()
+    assert (w.state.untrusted_loads, w.state.failed_loads) == (1, 1)
+    assert not w.failures["4"].untrusted
 
 
 def test_backoff_is_capped(models) -> None:
