@@ -64,10 +64,7 @@ what :func:`load_version` lets skops build, whatever a model's own MLmodel file 
 
 def tracking_client(settings: Settings) -> MlflowClient:
     """A client of the settings' MLflow server; also points the fluent API (``mlflow.*``) at it."""
-    password = settings.mlflow_password.get_secret_value()
-    if password:  # MLflow's clients read the identity from the environment, per process
-        os.environ["MLFLOW_TRACKING_USERNAME"] = settings.mlflow_username
-        os.environ["MLFLOW_TRACKING_PASSWORD"] = password
+    os.environ.update(settings.mlflow_environment())  # the identity, for this process
     mlflow.set_tracking_uri(settings.mlflow_tracking_uri)
     mlflow.set_registry_uri(settings.mlflow_tracking_uri)
     return MlflowClient(
@@ -172,7 +169,7 @@ def sign_version(settings: Settings, client: MlflowClient, model_name: str, vers
     key = signing.signing_key(settings)
     with tempfile.TemporaryDirectory(prefix="safra-sign-") as tmp:
         local = download_version(model_name, version, Path(tmp))
-        tags = signing.sign(signing.digest(signing.manifest(local)), key)
+        tags = signing.sign(signing.digest(signing.manifest(local)), key, model_name, version)
     for name, value in tags.items():
         client.set_model_version_tag(model_name, version, name, value)
     logger.info(

@@ -30,9 +30,9 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 
 from safra.settings import Settings
 
-SCHEME = "ed25519-sha256-manifest-v1"
-"""What is signed and how: Ed25519 over ``SCHEME + "\\n" + digest``, the digest being the SHA-256
-of the canonical JSON of the manifest."""
+SCHEME = "ed25519-sha256-manifest-v2"
+"""What is signed and how: Ed25519 over ``SCHEME``, the model name, the version and the digest
+(one per line), the digest being the SHA-256 of the canonical JSON of the manifest."""
 SCHEME_TAG = "safra.signature_scheme"
 DIGEST_TAG = "safra.artifact_digest"
 SIGNATURE_TAG = "safra.signature"
@@ -97,8 +97,10 @@ def digest(files: Mapping[str, str]) -> str:
     return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
 
 
-def _message(artifact_digest: str) -> bytes:
-    return f"{SCHEME}\n{artifact_digest}".encode("ascii")
+def _message(artifact_digest: str, model_name: str, version: str) -> bytes:
+    """What is signed: the digest bound to the version it was registered as, so the files of
+    one version (a withdrawn one, say) registered again as another do not verify."""
+    return f"{SCHEME}\n{model_name}\n{version}\n{artifact_digest}".encode()
 
 
 # --- keys -----------------------------------------------------------------------------------
@@ -192,9 +194,11 @@ def signing_key(settings: Settings) -> Ed25519PrivateKey:
 # --- sign and verify ------------------------------------------------------------------------
 
 
-def sign(artifact_digest: str, key: Ed25519PrivateKey) -> dict[str, str]:
-    """The version tags that sign ``artifact_digest`` with ``key``."""
-    signature = key.sign(_message(artifact_digest))
+def sign(
+    artifact_digest: str, key: Ed25519PrivateKey, model_name: str, version: str
+) -> dict[str, str]:
+    """The version tags that sign ``artifact_digest`` as ``model_name`` version ``version``."""
+    signature = key.sign(_message(artifact_digest, model_name, str(version)))
     return {
         SCHEME_TAG: SCHEME,
         DIGEST_TAG: artifact_digest,
@@ -236,7 +240,7 @@ def verify(
     if scheme != SCHEME:
         raise untrusted(f"unknown signature scheme {scheme!r} (expected {SCHEME!r})")
     try:
-        key.verify(_decode(signature_text), _message(artifact_digest))
+        key.verify(_decode(signature_text), _message(artifact_digest, model_name, str(version)))
         return
     except (InvalidSignature, ValueError):
         pass
@@ -250,5 +254,8 @@ def verify(
             f"{recorded[:16] or 'none'}..., the artifacts' digest now {artifact_digest[:16]}...)"
         )
     else:
-        cause = "signature invalid (the signature tags do not match the artifacts)"
+        cause = (
+            f"signature invalid: not signed as {model_name} version {version} (the files of "
+            "another version registered again?) or the signature tags were altered"
+        )
     raise untrusted(cause)

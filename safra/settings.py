@@ -208,6 +208,17 @@ class Settings(BaseSettings):
     def checkpoints_dir(self) -> Path:
         return self.data_dir / "checkpoints"
 
+    def mlflow_environment(self) -> dict[str, str]:
+        """The environment that gives MLflow's clients this identity (they read it from there,
+        per process); empty without a password."""
+        password = self.mlflow_password.get_secret_value()
+        if not password:
+            return {}
+        return {
+            "MLFLOW_TRACKING_USERNAME": self.mlflow_username,
+            "MLFLOW_TRACKING_PASSWORD": password,
+        }
+
     def require_api_key(self) -> str:
         """The scoring API's key; ValueError naming the fix when it is missing or short."""
         key = self.api_key.get_secret_value()

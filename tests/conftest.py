@@ -3,6 +3,8 @@ stack (:mod:`tests.own_stack`: ``.safra-test/``, the default ports + 20000), nev
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
 from commands import stack
@@ -12,9 +14,9 @@ from tests import own_stack
 
 def pytest_configure(config: pytest.Config) -> None:
     own_stack.apply()
-    from ml.registry import tracking_client
-
-    tracking_client(get_settings())  # MLflow's clients of this process: Safra's identity
+    # MLflow's clients in this process: Safra's identity (without importing MLflow here: that
+    # would import prometheus_client before BentoML sets up its multiprocess metrics)
+    os.environ.update(get_settings().mlflow_environment())
 
 
 @pytest.fixture(scope="session")

@@ -7,8 +7,8 @@ Three identities, their passwords generated into ``.env`` by ``safra env``:
   the two others;
 - **Safra** (``SAFRA_MLFLOW_USERNAME`` / ``_PASSWORD``): trains, registers, promotes, records —
   the CLI, the demo, Airflow's tasks. It gets MANAGE on every experiment and registered model
-  that exists when the stack starts (what it creates later is its own: MLflow gives the creator
-  MANAGE);
+  that exists when the authentication is first set up (a stack from before it); what it creates
+  later is its own (MLflow gives the creator MANAGE);
 - **the scoring API** (``SAFRA_MLFLOW_API_USERNAME`` / ``_PASSWORD``): the server's default
   permission, READ — it reads the registry and moves nothing.
 
@@ -18,12 +18,17 @@ or move its aliases.
 
 from __future__ import annotations
 
+import base64
 import contextlib
+import json
 import logging
 import os
 import secrets
+import urllib.error
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 from commands.stack.provision import ProvisionError
 from safra.settings import Settings
@@ -32,6 +37,7 @@ log = logging.getLogger(__name__)
 
 ADMIN = "admin"
 DEFAULT_PERMISSION = "READ"
+AUTH_CACHE_TTL_S = 60
 
 
 def _secret(s: Settings, field: str) -> str:
@@ -61,6 +67,9 @@ def server_config(s: Settings, data: Path) -> dict[str, str]:
         f"admin_username = {ADMIN}\n"
         f"admin_password = {admin}\n"
         "authorization_function = mlflow.server.auth:authenticate_request_basic_auth\n"
+        # a verified password is remembered (HMAC'd, in memory) for a minute: without it every
+        # request pays a deliberately slow password hash, ~0.4 s each on 2 cores
+        f"auth_cache_ttl_seconds = {AUTH_CACHE_TTL_S}\n"
     )
     key = auth / "flask_secret_key"
     if not key.exists():  # the UI's CSRF protection signs with it; generated once
@@ -90,38 +99,103 @@ def _as(username: str, password: str) -> Iterator[None]:
                 os.environ[key] = value
 
 
-def _exists(exc: Exception) -> bool:
-    return getattr(exc, "error_code", "") == "RESOURCE_ALREADY_EXISTS"
+class AdminCallFailed(RuntimeError):
+    def __init__(self, path: str, status: int, body: str) -> None:
+        super().__init__(f"{path}: HTTP {status}: {body[:300]}")
+        self.status, self.body = status, body
+
+
+def admin_call(s: Settings, method: str, path: str, payload: dict[str, str]) -> dict[str, Any]:
+    """One call of MLflow's auth REST API as the admin (plain HTTP: importing ``mlflow.server``
+    would import its Flask app and ``prometheus_client`` into this process)."""
+    token = base64.b64encode(f"{ADMIN}:{_secret(s, 'mlflow_admin_password')}".encode()).decode()
+    request = urllib.request.Request(
+        s.mlflow_tracking_uri.rstrip("/") + path,
+        data=json.dumps(payload).encode(),
+        method=method,
+        headers={"Authorization": f"Basic {token}", "Content-Type": "application/json"},
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            body = response.read()
+    except urllib.error.HTTPError as exc:
+        raise AdminCallFailed(path, exc.code, exc.read().decode(errors="replace")) from exc
+    return json.loads(body or b"{}")
+
+
+def _exists(exc: AdminCallFailed) -> bool:
+    return "RESOURCE_ALREADY_EXISTS" in exc.body
+
+
+def create_user(s: Settings, username: str, password: str) -> bool:
+    """Create ``username`` (True), or set its password when it exists (False)."""
+    try:
+        admin_call(s, "POST", "/api/2.0/mlflow/users/create",
+                   {"username": username, "password": password})  # fmt: skip
+        return True
+    except AdminCallFailed as exc:
+        if not _exists(exc):
+            raise
+    admin_call(s, "PATCH", "/api/2.0/mlflow/users/update-password",
+               {"username": username, "password": password})  # fmt: skip
+    return False
 
 
 def ensure_identities(s: Settings) -> None:
     """Create (or re-password, from ``.env``) Safra's and the API's users; give Safra MANAGE on
     every experiment and registered model that exists. Idempotent."""
-    from mlflow import MlflowClient
-    from mlflow.exceptions import MlflowException
-    from mlflow.server import get_app_client
+    try:
+        _ensure_identities(s)
+    except (AdminCallFailed, OSError) as exc:
+        raise ProvisionError(
+            f"mlflow: cannot set up Safra's identities as {ADMIN!r}: {exc}. The admin password "
+            f"is fixed when {s.data_dir / 'mlflow' / 'auth' / 'basic_auth.db'} is first created; "
+            "if .env changed since, put the old SAFRA_MLFLOW_ADMIN_PASSWORD back"
+        ) from exc
 
+
+def _password_works(s: Settings, username: str, password: str) -> bool:
+    token = base64.b64encode(f"{username}:{password}".encode()).decode()
+    request = urllib.request.Request(
+        s.mlflow_tracking_uri.rstrip("/") + "/api/2.0/mlflow/users/current",
+        headers={"Authorization": f"Basic {token}"},
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=30):
+            return True
+    except urllib.error.HTTPError as exc:
+        if exc.code == 401:
+            return False
+        raise
+
+
+def _ensure_identities(s: Settings) -> None:
+    from mlflow import MlflowClient
+
+    for username, field in (
+        (s.mlflow_username, "mlflow_password"),
+        (s.mlflow_api_username, "mlflow_api_password"),
+    ):
+        password = _secret(s, field)
+        if not _password_works(s, username, password) and create_user(s, username, password):
+            log.info("mlflow: user %s created", username)
+    # what existed before the authentication was on becomes Safra's, once; what Safra creates
+    # later is its own anyway
+    granted = s.data_dir / "mlflow" / "auth" / "safra-granted"
+    if granted.exists():
+        return
     uri = s.mlflow_tracking_uri
     with _as(ADMIN, _secret(s, "mlflow_admin_password")):
-        auth = get_app_client("basic-auth", tracking_uri=uri)
-        for username, field in (
-            (s.mlflow_username, "mlflow_password"),
-            (s.mlflow_api_username, "mlflow_api_password"),
-        ):
-            password = _secret(s, field)
-            try:
-                auth.create_user(username, password)
-                log.info("mlflow: user %s created", username)
-            except MlflowException as exc:
-                if not _exists(exc):
-                    raise
-                auth.update_user_password(username, password)
         client = MlflowClient(uri, uri)
         grants = [("experiment", e.experiment_id) for e in client.search_experiments()]
         grants += [("registered_model", m.name) for m in client.search_registered_models()]
-        for resource_type, resource_id in grants:
-            try:
-                auth.grant_user_permission(s.mlflow_username, resource_type, resource_id, "MANAGE")
-            except MlflowException as exc:
-                if not _exists(exc):
-                    raise
+    for resource_type, resource_id in grants:
+        try:
+            admin_call(s, "POST", "/api/3.0/mlflow/users/permissions/grant", {
+                "username": s.mlflow_username, "resource_type": resource_type,
+                "resource_id": str(resource_id), "permission": "MANAGE",
+            })  # fmt: skip
+        except AdminCallFailed as exc:
+            if not _exists(exc):
+                raise
+    granted.write_text(f"{len(grants)} experiments and registered models granted\n")

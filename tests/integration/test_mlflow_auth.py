@@ -14,7 +14,7 @@ import pytest
 from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 
-from commands.stack.mlflow_auth import ADMIN, _as
+from commands.stack.mlflow_auth import _as, create_user
 from ml.registry import CHAMPION, tracking_client
 from safra.settings import Settings
 
@@ -81,14 +81,11 @@ def test_the_api_identity_reads_the_registry_and_changes_nothing(
 def test_a_user_without_a_grant_cannot_register_or_promote(
     local_stack: Settings, safra_model: tuple[str, str, str]
 ) -> None:
-    from mlflow.server import get_app_client
-
     name, version, run_id = safra_model
     uri = local_stack.mlflow_tracking_uri
     intruder = (f"intruder-{uuid.uuid4().hex[:6]}", secrets.token_urlsafe(16))
     try:
-        with _as(ADMIN, local_stack.mlflow_admin_password.get_secret_value()):
-            get_app_client("basic-auth", tracking_uri=uri).create_user(*intruder)
+        assert create_user(local_stack, *intruder)  # a user of the server, without a grant
         with _as(*intruder):
             client = MlflowClient(uri, uri)
             assert (

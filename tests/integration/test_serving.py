@@ -30,6 +30,7 @@ from confluent_kafka.admin import AdminClient
 from sklearn.ensemble import HistGradientBoostingClassifier
 from starlette.testclient import TestClient
 
+import ml.promote as promote
 from ml.feature_store import HISTORY_VIEW, apply_repo, feature_store
 from ml.promote import promote_if_better
 from ml.promotion_rule import Guardrails
@@ -384,6 +385,37 @@ def test_unsigned_champion_is_refused_and_counted(
     assert _metric(metrics, "safra_api_model_load_failures_total") == failed_before
     assert f"{name} v{unsigned} (@champion) refused, untrusted: no signature tag" in caplog.text
     assert f"still serving v{versions['v1']}" in caplog.text
+
+
+def _wait_metric(api: TestClient, name: str, value: float) -> None:
+    deadline = time.monotonic() + POLL_S + SWITCH_MARGIN_S
+    while _metric(api.get("/metrics").text, name) != value:
+        assert time.monotonic() < deadline, f"{name} never became {value}"
+        time.sleep(0.2)
+
+
+def test_a_manual_alias_move_is_flagged_until_recorded_with_its_verdict(
+    api: TestClient, versions: dict[str, str], serving_settings: Settings
+) -> None:
+    s, name = serving_settings, serving_settings.model_name
+    client = tracking_client(s)
+    _, holdout = out_of_time_split(_labelled(21), valid_fraction=0.25)
+    _wait_metric(api, "safra_champion_unrecorded", 0.0)
+    try:
+        client.set_registered_model_alias(name, CHAMPION, versions["v2"])  # by hand, as in the UI
+        _wait_metric(api, "safra_champion_unrecorded", 1.0)  # seen within one poll
+        info = api.get("/v1/model-info", headers={"X-API-Key": API_KEY}).json()
+        assert info["observacao_alias"]["champion_unrecorded"] is True
+        # the audit records it and judges it (a bound no model keeps: a breach, on purpose)
+        record = promote.reconcile(s, client, name, holdout, Guardrails(calibration_bound=0.0))
+        assert record is not None and record.guardrails.startswith("breach: calibration gap")
+        _wait_metric(api, "safra_champion_unrecorded", 0.0)
+        _wait_metric(api, "safra_champion_guardrail_breach", 1.0)
+    finally:
+        client.set_registered_model_alias(name, CHAMPION, versions["v1"])
+        back = promote.reconcile(s, client, name, holdout, Guardrails(segment_floor=0.0))
+    assert back is not None and back.guardrails == "hold"
+    _wait_metric(api, "safra_champion_guardrail_breach", 0.0)
 
 
 def test_no_champion_is_not_ready_and_says_why(online: datetime) -> None:

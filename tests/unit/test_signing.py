@@ -39,7 +39,8 @@ def keys() -> tuple[str, str]:
 
 
 def _signed(model_dir: Path, private: str) -> dict[str, str]:
-    return signing.sign(signing.digest(signing.manifest(model_dir)), signing.private_key(private))
+    digest = signing.digest(signing.manifest(model_dir))
+    return signing.sign(digest, signing.private_key(private), "credit", "7")
 
 
 def _verify(model_dir: Path, tags: dict[str, str], public: str) -> None:
@@ -275,3 +276,18 @@ def test_env_file_derives_a_missing_public_key_and_never_invents_a_private_one(
         assert write_env_file(env, example) == []
     assert "SAFRA_MODEL_SIGNING_KEY" not in _env_values(env)
     assert "can be verified here, not signed" in caplog.text
+
+
+def test_a_signature_holds_only_for_the_version_it_was_made_for(
+    model_dir: Path, keys: tuple[str, str]
+) -> None:
+    """The files of one version registered again as another (a withdrawn model brought back
+    under a new number) do not verify."""
+    private, public = keys
+    tags = _signed(model_dir, private)
+    artifact_digest = signing.digest(signing.manifest(model_dir))
+    signing.verify(tags, artifact_digest, public, "credit", "7")
+    with pytest.raises(signing.UntrustedModel, match="not signed as credit version 8"):
+        signing.verify(tags, artifact_digest, public, "credit", "8")
+    with pytest.raises(signing.UntrustedModel, match="not signed as other version 7"):
+        signing.verify(tags, artifact_digest, public, "other", "7")
