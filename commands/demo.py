@@ -48,7 +48,11 @@ class Scale:
 
 SCALES: dict[str, Scale] = {
     "full": Scale(history=30_000, drift=15_000, sample_requests=300, load_rps=20.0),
-    "ci": Scale(history=6_000, drift=10_000, sample_requests=120, load_rps=10.0),
+    # the same data as `full` (fewer live requests): on 6,000 rows of history the first champion
+    # leans less on the bureau score, its miscalibration after the recalibration stays under
+    # the guardrail's bound and its replacement is not yet detectable (the e2e test saw it
+    # refused at seed 2026); the promotion is what the loop is for
+    "ci": Scale(history=30_000, drift=15_000, sample_requests=120, load_rps=10.0),
 }
 
 

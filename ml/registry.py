@@ -93,7 +93,21 @@ def version_by_alias(client: MlflowClient, model_name: str, alias: str) -> str |
     except MlflowException as exc:
         if exc.error_code in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"):
             return None
+        # with MLflow's authentication on, the alias of a model that does not exist is a 403
+        # (no permission can be found for it), not a 404
+        if exc.error_code == "PERMISSION_DENIED" and not _exists(client, model_name):
+            return None
         raise
+
+
+def _exists(client: MlflowClient, model_name: str) -> bool:
+    try:
+        client.get_registered_model(model_name)
+    except MlflowException as exc:
+        if exc.error_code == "RESOURCE_DOES_NOT_EXIST":
+            return False
+        raise
+    return True
 
 
 def version_run_id(client: MlflowClient, model_name: str, version: str) -> str | None:

@@ -163,6 +163,7 @@ def test_drift_monitor_emits_the_retraining_asset_only_on_drift(
     assert_ran_in_order(
         result,
         [
+            ("audit_aliases", "success"),
             ("check_drift", "success"),
             ("drift_detected", "success"),
             ("request_retraining", "success" if drift else "skipped"),
