@@ -5,9 +5,10 @@ from __future__ import annotations
 import json
 import logging
 import time
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
@@ -474,6 +475,19 @@ def _print_decision(decision) -> None:  # ml.alias_history.PromotionDecision
 _MLFLOW_FAILURES = (ValueError, FileNotFoundError, ConnectionError, RuntimeError)
 
 
+def _decide(run: Callable[[], Any], as_json: bool) -> None:
+    """Run a promotion or rollback; print its record (exit 1, naming the cause, when it could
+    not be made)."""
+    try:
+        decision = run()
+    except _MLFLOW_FAILURES as exc:
+        _fail(exc)
+    if as_json:
+        _print_json(decision)
+    else:
+        _print_decision(decision)
+
+
 @app.command("promote")
 def promote_cmd(
     dry_run: Annotated[bool, typer.Option("--dry-run", help="decide, move and record nothing")] = (
@@ -494,14 +508,8 @@ def promote_cmd(
     """
     from ml.promote import run_promote
 
-    try:
-        decision = run_promote(get_settings(), dry_run=dry_run, allow_withdrawn=allow_withdrawn)
-    except _MLFLOW_FAILURES as exc:
-        _fail(exc)
-    if as_json:
-        _print_json(decision)
-        return
-    _print_decision(decision)
+    _decide(lambda: run_promote(get_settings(), dry_run=dry_run, allow_withdrawn=allow_withdrawn),
+            as_json)  # fmt: skip
 
 
 @app.command("rollback")
@@ -515,14 +523,7 @@ def rollback_cmd(
     cleared from @challenger, refused by `promote`), all on record (exit 1 when none)."""
     from ml.promote import run_rollback
 
-    try:
-        decision = run_rollback(get_settings(), reason)
-    except _MLFLOW_FAILURES as exc:
-        _fail(exc)
-    if as_json:
-        _print_json(decision)
-        return
-    _print_decision(decision)
+    _decide(lambda: run_rollback(get_settings(), reason), as_json)
 
 
 @app.command("promotions")

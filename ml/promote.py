@@ -44,7 +44,6 @@ import numpy as np
 import pandas as pd
 from mlflow import MlflowClient
 
-from ml import evaluate
 from ml.alias_history import (
     ABANDONED,
     FINAL,
@@ -72,10 +71,15 @@ from ml.alias_history import (
     unrecorded_change,
     write_record,
 )
-from ml.comparison import DEFAULT_RESAMPLES, DEFAULT_SEED, smallest_detectable_f1_gain
+from ml.comparison import (
+    DEFAULT_CONFIDENCE,
+    DEFAULT_RESAMPLES,
+    DEFAULT_SEED,
+    smallest_detectable_f1_gain,
+)
 from ml.feature_store import feature_store
 from ml.features import model_inputs
-from ml.promotion_rule import Guardrails, guardrail_breaks, judge_pair, rule_text
+from ml.promotion_rule import Guardrails, judge_one, judge_pair, rule_text
 from ml.registry import (
     CHALLENGER,
     CHAMPION,
@@ -133,20 +137,11 @@ def holdout_fingerprint(holdout: pd.DataFrame) -> str:
     return digest.hexdigest()[:16]
 
 
-@dataclass
-class _Scored:
-    prob: np.ndarray
-    scores: dict[str, float]
-    segments: pd.DataFrame
-
-
-def _score(
-    settings: Settings, model_name: str, version: str, inputs: pd.DataFrame, y: np.ndarray,
-    deny_above: float, approve_below: float,
-) -> _Scored:  # fmt: skip
-    prob = predict_default_probability(load_version(settings, model_name, version), inputs)
-    scores = evaluate.metrics(y, prob, deny_above=deny_above, approve_below=approve_below)
-    return _Scored(prob, scores, evaluate.segment_metrics(inputs, y, prob, deny_above=deny_above))
+def _probabilities(
+    settings: Settings, model_name: str, version: str, inputs: pd.DataFrame
+) -> np.ndarray:
+    """The default probabilities of a version (loaded only once its signature verified)."""
+    return predict_default_probability(load_version(settings, model_name, version), inputs)
 
 
 # --- moving aliases: pending → aliases → tags → final ------------------------------------------
@@ -251,15 +246,16 @@ def _audit(
     """(verdict, scores) of a champion that came by a manual change, on ``holdout``."""
     if holdout is None or holdout.empty:
         return "not-evaluated: no labelled holdout at hand", {}
+    inputs = model_inputs(holdout)
     try:
-        scored = _score(
-            settings, model_name, version, model_inputs(holdout), labels(holdout),
-            settings.deny_above, settings.approve_below,
-        )  # fmt: skip
+        prob = _probabilities(settings, model_name, version, inputs)
     except ValueError as exc:  # an untrusted or unloadable model
         return f"breach: cannot be scored ({exc})", {}
-    breaks, _ = guardrail_breaks(scored.scores, scored.segments, guardrails)
-    return ("breach: " + "; ".join(breaks) if breaks else "hold"), scored.scores
+    scores, breaks, _ = judge_one(
+        inputs, labels(holdout), prob, guardrails, deny_above=settings.deny_above,
+        approve_below=settings.approve_below,
+    )  # fmt: skip
+    return ("breach: " + "; ".join(breaks) if breaks else "hold"), scores
 
 
 def reconcile(
@@ -418,7 +414,7 @@ def _decide(
         decided_at=now(),
         aliases_before=dict(before),
         aliases_after=dict(before),
-        rule=rule_text(margin, 0.95),
+        rule=rule_text(margin, DEFAULT_CONFIDENCE),
         holdout_rows=len(frame),
         holdout_fingerprint=holdout_fingerprint(frame),
     )
@@ -430,27 +426,26 @@ def _decide(
         decision.reasons = [f"{withdrawn}; promote it only with --allow-withdrawn and a reason"]
         return decision
     inputs, y = model_inputs(frame), labels(frame, LABEL)
-    args = (inputs, y, settings.deny_above, settings.approve_below)
-    new = _score(settings, model_name, challenger, *args)
-    decision.challenger_metrics = new.scores
-    breaks, notes = guardrail_breaks(new.scores, new.segments, g)
-    if withdrawn:
-        notes.append(f"{withdrawn}; promoted anyway on request: {allow_withdrawn}")
+    thresholds = {"deny_above": settings.deny_above, "approve_below": settings.approve_below}
+    new = _probabilities(settings, model_name, challenger, inputs)
     if champion is None:
+        scores, breaks, notes = judge_one(inputs, y, new, g, **thresholds)
+        decision.challenger_metrics = scores
         decision.guardrails = "breach: " + "; ".join(breaks) if breaks else "hold"
         decision.reasons = [f"challenger breaks a guardrail: {b}" for b in breaks] or [
             f"no champion yet; challenger keeps the guardrails (f1_at_threshold "
-            f"{new.scores['f1_at_threshold']:.4f}, roc_auc {new.scores['roc_auc']:.4f})"
+            f"{scores['f1_at_threshold']:.4f}, roc_auc {scores['roc_auc']:.4f})"
         ]
         if not breaks:
             decision.action = FIRST_CHAMPION
     else:
-        old = _score(settings, model_name, champion, *args)
+        old = _probabilities(settings, model_name, champion, inputs)
         judged = judge_pair(
-            inputs, y, old.prob, new.prob, margin=margin, guardrails=g,
-            deny_above=settings.deny_above, approve_below=settings.approve_below,
-            resamples=resamples, seed=seed,
+            inputs, y, old, new, margin=margin, guardrails=g, resamples=resamples, seed=seed,
+            **thresholds,
         )  # fmt: skip
+        notes = list(judged.notes)
+        decision.challenger_metrics = judged.challenger_scores
         decision.champion_metrics = judged.champion_scores
         decision.comparison = {
             **judged.comparison.as_dict(),
@@ -460,6 +455,8 @@ def _decide(
         decision.reasons = judged.verdict.reasons
         if judged.verdict.promote:
             decision.action = PROMOTED
+    if withdrawn:
+        notes.append(f"{withdrawn}; promoted anyway on request: {allow_withdrawn}")
     decision.reasons += notes
     if decision.action in (PROMOTED, FIRST_CHAMPION):
         decision.guardrails = "hold"

@@ -153,6 +153,22 @@ class Judgement:
     """What was not judged (small segments)."""
 
 
+def judge_one(
+    inputs: pd.DataFrame,
+    y: np.ndarray,
+    prob: np.ndarray,
+    guardrails: Guardrails,
+    *,
+    deny_above: float,
+    approve_below: float,
+) -> tuple[dict[str, float], list[str], list[str]]:
+    """(scores, breaks, notes) of one model's probabilities on a holdout (``inputs``: its model
+    inputs, for the segments): :func:`ml.evaluate.metrics` and :func:`guardrail_breaks`."""
+    scores = evaluate.metrics(y, prob, deny_above=deny_above, approve_below=approve_below)
+    segments = evaluate.segment_metrics(inputs, y, prob, deny_above=deny_above)
+    return (scores, *guardrail_breaks(scores, segments, guardrails))
+
+
 def judge_pair(
     inputs: pd.DataFrame,
     y: np.ndarray,
@@ -166,17 +182,12 @@ def judge_pair(
     resamples: int = DEFAULT_RESAMPLES,
     seed: int = DEFAULT_SEED,
 ) -> Judgement:
-    """Scores, guardrails of both, the paired comparison and the verdict (``inputs``: the
-    holdout's model inputs, for the segments)."""
-    sides = {}
-    for side, prob in (("champion", champion_prob), ("challenger", challenger_prob)):
-        scores = evaluate.metrics(y, prob, deny_above=deny_above, approve_below=approve_below)
-        segments = evaluate.segment_metrics(inputs, y, prob, deny_above=deny_above)
-        sides[side] = (scores, *guardrail_breaks(scores, segments, guardrails))
+    """Scores, guardrails of both, the paired comparison and the verdict."""
+    thresholds = {"deny_above": deny_above, "approve_below": approve_below}
+    champion = judge_one(inputs, y, champion_prob, guardrails, **thresholds)
+    challenger = judge_one(inputs, y, challenger_prob, guardrails, **thresholds)
     comparison = compare(
         y, champion_prob, challenger_prob, deny_above, resamples=resamples, seed=seed
     )
-    verdict = judge(comparison, sides["challenger"][1], sides["champion"][1], margin)
-    return Judgement(
-        verdict, comparison, sides["challenger"][0], sides["champion"][0], sides["challenger"][2]
-    )
+    verdict = judge(comparison, challenger[1], champion[1], margin)
+    return Judgement(verdict, comparison, challenger[0], champion[0], challenger[2])

@@ -99,6 +99,11 @@ def _as(username: str, password: str) -> Iterator[None]:
                 os.environ[key] = value
 
 
+def _basic(username: str, password: str) -> dict[str, str]:
+    token = base64.b64encode(f"{username}:{password}".encode()).decode()
+    return {"Authorization": f"Basic {token}"}
+
+
 class AdminCallFailed(RuntimeError):
     def __init__(self, path: str, status: int, body: str) -> None:
         super().__init__(f"{path}: HTTP {status}: {body[:300]}")
@@ -108,13 +113,13 @@ class AdminCallFailed(RuntimeError):
 def admin_call(s: Settings, method: str, path: str, payload: dict[str, str]) -> dict[str, Any]:
     """One call of MLflow's auth REST API as the admin (plain HTTP: importing ``mlflow.server``
     would import its Flask app and ``prometheus_client`` into this process)."""
-    token = base64.b64encode(f"{ADMIN}:{_secret(s, 'mlflow_admin_password')}".encode()).decode()
     request = urllib.request.Request(
         s.mlflow_tracking_uri.rstrip("/") + path,
         data=json.dumps(payload).encode(),
         method=method,
-        headers={"Authorization": f"Basic {token}", "Content-Type": "application/json"},
-    )
+        headers={**_basic(ADMIN, _secret(s, "mlflow_admin_password")),
+                 "Content-Type": "application/json"},
+    )  # fmt: skip
     try:
         with urllib.request.urlopen(request, timeout=30) as response:
             body = response.read()
@@ -155,10 +160,9 @@ def ensure_identities(s: Settings) -> None:
 
 
 def _password_works(s: Settings, username: str, password: str) -> bool:
-    token = base64.b64encode(f"{username}:{password}".encode()).decode()
     request = urllib.request.Request(
         s.mlflow_tracking_uri.rstrip("/") + "/api/2.0/mlflow/users/current",
-        headers={"Authorization": f"Basic {token}"},
+        headers=_basic(username, password),
     )
     try:
         with urllib.request.urlopen(request, timeout=30):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import secrets
 import stat
 from pathlib import Path
 
@@ -249,13 +250,14 @@ def test_env_file_generates_a_working_key_pair(tmp_path: Path) -> None:
 def test_env_file_adds_the_pair_to_an_existing_env_without_touching_it(tmp_path: Path) -> None:
     example, env = tmp_path / ".env.example", tmp_path / ".env"
     example.write_text(EXAMPLE)
-    before = "# mine\nSAFRA_API_KEY=my-own-key-of-the-api\nSAFRA_KAFKA_PORT=19092\n"
+    own_key = secrets.token_urlsafe(24)  # the user's own value, generated: no key in git
+    before = f"# mine\nSAFRA_API_KEY={own_key}\nSAFRA_KAFKA_PORT=19092\n"
     env.write_text(before)
     assert write_env_file(env, example) == ["SAFRA_MODEL_SIGNING_KEY", "SAFRA_MODEL_VERIFY_KEY"]
     text = env.read_text()
     assert text.startswith(before)  # byte for byte
     values = _env_values(env)
-    assert values["SAFRA_API_KEY"] == "my-own-key-of-the-api"
+    assert values["SAFRA_API_KEY"] == own_key
     assert _is_pair(values["SAFRA_MODEL_SIGNING_KEY"], values["SAFRA_MODEL_VERIFY_KEY"])
     assert write_env_file(env, example) == []  # a second run changes nothing
     assert env.read_text() == text
