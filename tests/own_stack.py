@@ -18,7 +18,8 @@ from safra.settings import default_ports
 
 REPO = Path(__file__).resolve().parent.parent
 DATA_DIR = REPO / ".safra-test"
-PORT_OFFSET = 20000
+PORT_OFFSET = int(os.environ.get("SAFRA_TEST_PORT_OFFSET", "20000"))
+"""Ports of the test stack: the defaults + this (another worktree's tests can use another)."""
 ENVIRONMENT: dict[str, str] = {
     "SAFRA_DATA_DIR": str(DATA_DIR),
     **{name: str(port + PORT_OFFSET) for name, port in default_ports().items()},
