@@ -273,6 +273,75 @@ def transform_cmd(
     console.print(f"transform done in {report.seconds:.1f} s")
 
 
+def _print_erasure(report: Any, as_json: bool) -> None:  # pipelines.erasure.ErasureReport
+    summary = report.as_dict()
+    if as_json:
+        typer.echo(json.dumps(summary, indent=2), file=console.file)
+        return
+    table = Table("table", "rows", "refs moved", "refs removed", "snapshots expired")
+    for t in report.tables:
+        table.add_row(t.table, f"{t.rows:,}", ", ".join(t.refs_moved) or "-",
+                      ", ".join(t.refs_removed) or "-", str(t.snapshots_expired))  # fmt: skip
+    console.print(table)
+    if report.action == "forget":
+        console.print(f"online store: {report.redis_keys_deleted} Redis keys deleted")
+    console.print(f"{report.rows:,} rows; audit record {report.request_id}")
+
+
+@app.command("forget")
+def forget_cmd(
+    cpf: Annotated[
+        str | None,
+        typer.Option(help="the person's CPF/CNPJ, punctuated or not; '-' reads it from stdin "
+                     "(keeps it off the command line and the shell history)"),
+    ] = None,
+    proponente_id: Annotated[str | None, typer.Option(help="the applicant's id")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="print the JSON report only")] = False,
+) -> None:
+    """Erase one person from bronze, silver, gold, their snapshots and the online store.
+
+    Exit code 0 when erased, 3 when nobody matches (nothing changed), 1 on error.
+    """
+    import sys
+
+    from pipelines.erasure import NOT_FOUND_EXIT, ErasureError, forget
+    from pipelines.transform import TransformBusy
+
+    if cpf == "-":
+        cpf = sys.stdin.readline().strip()
+    try:
+        report = forget(get_settings(), cpf=cpf, proponente_id=proponente_id)
+    except (ErasureError, TransformBusy, ValueError) as exc:
+        _fail(exc)
+    if not report.found:
+        if as_json:
+            _print_erasure(report, as_json)
+        else:
+            console.print("nobody matches: nothing was changed "
+                          f"(audit record {report.request_id})")  # fmt: skip
+        raise typer.Exit(NOT_FOUND_EXIT)
+    _print_erasure(report, as_json)
+
+
+@app.command("retention")
+def retention_cmd(
+    days: Annotated[
+        int | None, typer.Option(help="age in days (default: SAFRA_RAW_RETENTION_DAYS)")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="print the JSON report only")] = False,
+) -> None:
+    """Null bronze's raw identity (CPF/CNPJ, name, land registry number, rejected raw bytes)
+    of rows older than the retention; expire the snapshots that still hold it."""
+    from pipelines.erasure import ErasureError, apply_retention
+    from pipelines.transform import TransformBusy
+
+    try:
+        report = apply_retention(get_settings(), days)
+    except (ErasureError, TransformBusy, ValueError) as exc:
+        _fail(exc)
+    _print_erasure(report, as_json)
+
+
 @app.command("quality")
 def quality_cmd(
     layer: Annotated[str, typer.Argument(help="bronze | silver | gold")],

@@ -96,6 +96,11 @@ class Settings(BaseSettings):
     ingest_trigger_s: float = 5.0
     bronze_schema: str = "bronze"
     schema_prefix: str = Field(default="", description="prefix of the silver/gold schemas")
+    # 90 days: silver pseudonymizes bronze within minutes; the raw copy only serves to rebuild
+    # silver (a bug fixed, a full refresh), and a quarter is time enough to find such a bug
+    raw_retention_days: int = Field(
+        default=90, ge=1, description="bronze raw identity (CPF, name, registry) is nulled after"
+    )
 
     # Features (Feast: offline store = Trino over the gold Iceberg tables, online store = Redis)
     feature_repo: Path = Field(default=Path("feature_repo"), description="the Feast repo folder")

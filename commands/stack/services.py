@@ -300,6 +300,9 @@ def trino_spec(s: Settings) -> ServiceSpec:
                 f"iceberg.rest-catalog.uri={s.iceberg_rest_uri}",
                 "fs.native-local.enabled=true",
                 "local.location=/",
+                # `safra forget`/`safra retention` expire every older snapshot (0s): erased
+                # data must not survive in a snapshot (pipelines.erasure)
+                "iceberg.expire-snapshots.min-retention=0s",
                 "",
             ]
         ),

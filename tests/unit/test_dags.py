@@ -19,6 +19,7 @@ EXPECTED_ORDER = {
     "lakehouse_gold": ["transform_gold", "materialize_features"],
     "drift_monitor": ["audit_aliases", "check_drift", "drift_detected", "request_retraining"],
     "model_retraining": ["train_challenger", "promote_challenger"],
+    "raw_retention": ["null_raw_identity"],
 }
 COMMANDS = {
     "ingest_bronze": "ingest --once",
@@ -27,6 +28,7 @@ COMMANDS = {
     "materialize_features": "features",
     "train_challenger": "train",
     "promote_challenger": "promote",
+    "null_raw_identity": "retention --json",
 }
 
 
@@ -78,6 +80,7 @@ def test_schedules(dags: dict[str, Any]) -> None:
     assert dags["lakehouse_silver"]["schedule"] == {"cron": "*/5 * * * *", "kind": cron}
     assert dags["lakehouse_gold"]["schedule"] == {"cron": "0 * * * *", "kind": cron}
     assert dags["drift_monitor"]["schedule"] == {"cron": "0 * * * *", "kind": cron}
+    assert dags["raw_retention"]["schedule"] == {"cron": "0 0 * * *", "kind": cron}
     # every 6 hours, or when drift_monitor emits the drift asset
     assert dags["model_retraining"]["schedule"] == {
         "cron": "0 */6 * * *",
@@ -123,6 +126,7 @@ def test_each_bash_task_runs_one_safra_command_in_the_project(dags: dict[str, An
 def test_lakehouse_writers_share_one_pool(dags: dict[str, Any]) -> None:
     pools = {tid: t["pool"] for dag in dags.values() for tid, t in dag["tasks"].items()}
     assert pools["transform_silver"] == pools["transform_gold"] == "safra_lakehouse"
+    assert pools["null_raw_identity"] == "safra_lakehouse"  # rewrites bronze's history
     assert pools["ingest_bronze"] == "default_pool"
 
 
