@@ -56,6 +56,8 @@ FEAST_JOIN_KEY = "proponente_id"
 KAFKA_COORDINATES = ("kafka_topic", "kafka_partition", "kafka_offset")
 RAW_IDENTITY_COLUMNS = ("cpf_cnpj", "nome_razao_social")
 REGISTRY_STRUCT, REGISTRY_FIELD = "fontes_dados_adicionais", "numero_matricula_imovel"
+HOLD_TAG = "safra-erasure-hold-"
+"""Prefix of the tag held on the current snapshot while older ones expire."""
 NOT_FOUND_EXIT = 3
 """`safra forget`'s exit code when nobody matches (nothing changed)."""
 
@@ -129,8 +131,9 @@ class Person:
     """bronze table -> Kafka coordinates of rows matched by content (tax id, raw bytes)."""
 
     @property
-    def found(self) -> bool:
-        return bool(self.proponente_ids or self.application_ids or any(self.rows.values()))
+    def matched_content(self) -> bool:
+        """Whether a silver or bronze row matched (the ids asked for alone match nothing)."""
+        return bool(self.application_ids or any(self.rows.values()))
 
     def needles(self) -> list[bytes]:
         """Byte strings whose presence in a raw message names this person."""
@@ -259,7 +262,7 @@ def find_person(
         if (len(person.proponente_ids), len(person.tax_ids)) == before:
             break
     rejected = (schemas.bronze, "rejected_records")
-    if rejected in tables and person.found:
+    if rejected in tables and (person.matched_content or person.proponente_ids):
         _match_rejected(db, rejected, person)
     return person
 
@@ -343,41 +346,56 @@ def _purge_history(
     db: _Trino, settings: Settings, schema: str, table: str, before: int | None, held: str
 ) -> TablePurge:
     """After rows of ``schema.table`` were deleted or rewritten (``before``: its snapshot
-    then): rewrite the files with deletes, move the refs that pointed at ``before`` to the new
-    snapshot and remove the other refs whose snapshot still has a row matching ``held``, then
-    expire every snapshot older than the current one (their files with them)."""
+    then): rewrite the data files with deletes (``optimize``) and the manifests (a removed
+    file's manifest entry keeps its column bounds: values of the erased rows), move the refs
+    that pointed at ``before`` to the new snapshot and remove the other refs whose snapshot
+    still has a row matching ``held``, then expire every snapshot older than the current one.
+
+    Iceberg's incremental cleanup (what expiring uses on a table with one ref) deletes only the
+    files that an *expired* snapshot removed, not those the retained current one removed (the
+    rewritten ones): a tag held on the current snapshot during the expiry makes it compute what
+    stays reachable instead, and delete everything else the expired snapshots referenced.
+    """
     purge = TablePurge(table=f"{schema}.{table}", rows=0)
     name = db.name(schema, table)
     db.rows(f"ALTER TABLE {name} EXECUTE optimize(file_size_threshold => '1B')")  # files w/ deletes
+    db.rows(f"ALTER TABLE {name} EXECUTE optimize_manifests")
     after = db.main_snapshot(schema, table)
     refs = db.rows(f"SELECT name, type, snapshot_id FROM {db.meta(schema, table, 'refs')} "
                    "WHERE name <> 'main' ORDER BY name")  # fmt: skip
-    if refs:
-        iceberg = iceberg_catalog(settings).load_table(f"{schema}.{table}")
-        manage = iceberg.manage_snapshots()
-        for ref, kind, snapshot in refs:
-            current = iceberg.metadata.refs[ref]
-            if before is not None and int(snapshot) == before and after is not None:
-                if kind == "TAG":
-                    manage.create_tag(after, ref, max_ref_age_ms=current.max_ref_age_ms)
-                else:
-                    manage.create_branch(
-                        after, ref, current.max_ref_age_ms, current.max_snapshot_age_ms,
-                        current.min_snapshots_to_keep,
-                    )  # fmt: skip
-                purge.refs_moved.append(ref)
-            elif _holds(db, schema, table, held, int(snapshot)):
-                if kind == "TAG":
-                    manage.remove_tag(ref)
-                else:
-                    manage.remove_branch(ref)
-                purge.refs_removed.append(ref)
-        if purge.refs_moved or purge.refs_removed:
-            manage.commit()
+    iceberg = iceberg_catalog(settings).load_table(f"{schema}.{table}")
+    manage = iceberg.manage_snapshots()
+    for ref, kind, snapshot in refs:
+        current = iceberg.metadata.refs[ref]
+        if ref.startswith(HOLD_TAG):  # left by an interrupted run
+            manage.remove_tag(ref)
+        elif before is not None and int(snapshot) == before and after is not None:
+            if kind == "TAG":
+                manage.create_tag(after, ref, max_ref_age_ms=current.max_ref_age_ms)
+            else:
+                manage.create_branch(
+                    after, ref, current.max_ref_age_ms, current.max_snapshot_age_ms,
+                    current.min_snapshots_to_keep,
+                )  # fmt: skip
+            purge.refs_moved.append(ref)
+        elif _holds(db, schema, table, held, int(snapshot)):
+            if kind == "TAG":
+                manage.remove_tag(ref)
+            else:
+                manage.remove_branch(ref)
+            purge.refs_removed.append(ref)
+    hold = f"{HOLD_TAG}{uuid.uuid4().hex[:12]}"
+    if after is not None:
+        manage.create_tag(after, hold)
+    manage.commit()
     snapshots = db.meta(schema, table, "snapshots")
     n_before = int(db.rows(f"SELECT count(*) FROM {snapshots}")[0][0])
     db.rows(f"ALTER TABLE {name} EXECUTE expire_snapshots(retention_threshold => '0s')")
     purge.snapshots_expired = n_before - int(db.rows(f"SELECT count(*) FROM {snapshots}")[0][0])
+    if after is not None:
+        iceberg_catalog(settings).load_table(f"{schema}.{table}").manage_snapshots().remove_tag(
+            hold
+        ).commit()
     return purge
 
 
@@ -425,17 +443,21 @@ def forget(
         db = _Trino(cur, settings.iceberg_catalog)
         tables = db.tables([schemas.bronze, schemas.silver, schemas.gold])
         person = find_person(db, schemas, tables, key, cpf, proponente_id)
-        report.found = person.found
-        if not person.found:
-            log.info("forget %s: nobody matches; nothing changed", report.request_id)
-            write_audit(settings, report)
-            return report
+        scope = {}  # (schema, table) -> (predicate, snapshot before, rows now)
         for (schema, table), columns in tables.items():
             where = _person_predicate(table, columns, person)
             if where is None:
                 continue  # an aggregate: no person's row
             before = db.main_snapshot(schema, table)
             rows = db.count(schema, table, where) if before is not None else 0
+            scope[schema, table] = (where, before, rows)
+        online = online_feature_keys(settings, person.proponente_ids)
+        report.found = any(rows for _, _, rows in scope.values()) or bool(online)
+        if not report.found:
+            log.info("forget %s: nobody matches; nothing changed", report.request_id)
+            write_audit(settings, report)
+            return report
+        for (schema, table), (where, before, rows) in scope.items():
             if rows:
                 db.rows(f"DELETE FROM {db.name(schema, table)} WHERE {where}")
             purge = _purge_history(db, settings, schema, table, before if rows else None, where)
@@ -446,20 +468,52 @@ def forget(
                 report.request_id, purge.table, rows, purge.refs_moved, purge.refs_removed,
                 purge.snapshots_expired,
             )  # fmt: skip
-    report.redis_keys_deleted = delete_online_features(settings, person.proponente_ids)
+    report.redis_keys_deleted = delete_online_features(settings, online)
     write_audit(settings, report)
     return report
 
 
-def delete_online_features(settings: Settings, proponente_ids: Iterable[str]) -> int:
-    """Delete the Redis keys of Feast's ``proponente`` entity for ``proponente_ids`` (Feast's
-    own key layout: the serialized entity key, then the project); returns how many existed."""
+def _redis(settings: Settings) -> Any:
     import redis
+
+    return redis.Redis.from_url(settings.redis_url)
+
+
+def online_feature_keys(settings: Settings, proponente_ids: Iterable[str]) -> list[bytes]:
+    """The Redis keys of Feast's ``proponente`` entity for ``proponente_ids`` that exist."""
+    keys = feast_keys(settings, proponente_ids)
+    if not keys:
+        return []
+    client = _redis(settings)
+    try:
+        with client.pipeline(transaction=False) as pipe:
+            for k in keys:
+                pipe.exists(k)
+            return [k for k, n in zip(keys, pipe.execute(), strict=True) if n]
+    finally:
+        client.close()
+
+
+def delete_online_features(settings: Settings, keys: Sequence[bytes]) -> int:
+    """Delete ``keys`` from the online store; returns how many existed."""
+    if not keys:
+        return 0
+    client = _redis(settings)
+    try:
+        return int(client.delete(*keys))
+    finally:
+        client.close()
+
+
+def feast_keys(settings: Settings, proponente_ids: Iterable[str]) -> list[bytes]:
+    """Feast's Redis keys of the ``proponente`` entity for ``proponente_ids``: Feast's own
+    serialization of the entity key, then the project's name (``feast.infra.online_stores.redis``
+    of feast 0.67)."""
     from feast.infra.key_encoding_utils import serialize_entity_key
     from feast.protos.feast.types.EntityKey_pb2 import EntityKey
     from feast.protos.feast.types.Value_pb2 import Value
 
-    keys = [
+    return [
         serialize_entity_key(
             EntityKey(join_keys=[FEAST_JOIN_KEY], entity_values=[Value(string_val=pid)]),
             entity_key_serialization_version=FEAST_ENTITY_KEY_SERIALIZATION,
@@ -467,13 +521,6 @@ def delete_online_features(settings: Settings, proponente_ids: Iterable[str]) ->
         + settings.feast_project.encode()
         for pid in sorted(set(proponente_ids))
     ]
-    if not keys:
-        return 0
-    client = redis.Redis.from_url(settings.redis_url)
-    try:
-        return int(client.delete(*keys))
-    finally:
-        client.close()
 
 
 def apply_retention(
