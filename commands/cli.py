@@ -292,8 +292,10 @@ def _print_erasure(report: Any, as_json: bool) -> None:  # pipelines.erasure.Era
 def forget_cmd(
     cpf: Annotated[
         str | None,
-        typer.Option(help="the person's CPF/CNPJ, punctuated or not; '-' reads it from stdin "
-                     "(keeps it off the command line and the shell history)"),
+        typer.Option(
+            help="the person's CPF/CNPJ, punctuated or not; '-' reads it from stdin "
+            "(keeps it off the command line and the shell history)"
+        ),
     ] = None,
     proponente_id: Annotated[str | None, typer.Option(help="the applicant's id")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="print the JSON report only")] = False,

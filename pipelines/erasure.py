@@ -222,8 +222,9 @@ class _Trino:
         return found
 
     def main_snapshot(self, schema: str, table: str) -> int | None:
-        rows = self.rows(f"SELECT snapshot_id FROM {self.meta(schema, table, 'refs')} "
-                         "WHERE name = 'main'")  # fmt: skip
+        rows = self.rows(
+            f"SELECT snapshot_id FROM {self.meta(schema, table, 'refs')} WHERE name = 'main'"
+        )
         return int(rows[0][0]) if rows else None
 
     def count(self, schema: str, table: str, where: str, snapshot: int | None = None) -> int:
@@ -288,10 +289,12 @@ def _match_bronze(db: _Trino, table: tuple[str, str], person: Person) -> None:
         f"substr(to_hex(sha256(to_utf8(regexp_replace(coalesce(cpf_cnpj, ''), '[^0-9]', '')))), "
         f"1, {BUCKET_HEX})"
     )
-    where = _any([
-        _in("proponente_id", person.proponente_ids),
-        _in(f"lower({bucket_sql})", buckets),
-    ])  # fmt: skip
+    where = _any(
+        [
+            _in("proponente_id", person.proponente_ids),
+            _in(f"lower({bucket_sql})", buckets),
+        ]
+    )
     if where is None:
         return
     for pid, raw, registry, app_id, topic, partition, offset in db.stream(
@@ -361,8 +364,10 @@ def _purge_history(
     db.rows(f"ALTER TABLE {name} EXECUTE optimize(file_size_threshold => '1B')")  # files w/ deletes
     db.rows(f"ALTER TABLE {name} EXECUTE optimize_manifests")
     after = db.main_snapshot(schema, table)
-    refs = db.rows(f"SELECT name, type, snapshot_id FROM {db.meta(schema, table, 'refs')} "
-                   "WHERE name <> 'main' ORDER BY name")  # fmt: skip
+    refs = db.rows(
+        f"SELECT name, type, snapshot_id FROM {db.meta(schema, table, 'refs')} "
+        "WHERE name <> 'main' ORDER BY name"
+    )
     iceberg = iceberg_catalog(settings).load_table(f"{schema}.{table}")
     manage = iceberg.manage_snapshots()
     for ref, kind, snapshot in refs:
@@ -374,9 +379,12 @@ def _purge_history(
                 manage.create_tag(after, ref, max_ref_age_ms=current.max_ref_age_ms)
             else:
                 manage.create_branch(
-                    after, ref, current.max_ref_age_ms, current.max_snapshot_age_ms,
+                    after,
+                    ref,
+                    current.max_ref_age_ms,
+                    current.max_snapshot_age_ms,
                     current.min_snapshots_to_keep,
-                )  # fmt: skip
+                )
             purge.refs_moved.append(ref)
         elif _holds(db, schema, table, held, int(snapshot)):
             if kind == "TAG":
@@ -465,9 +473,13 @@ def forget(
             report.tables.append(purge)
             log.info(
                 "forget %s: %s: %d rows, refs moved %s, removed %s, %d snapshots expired",
-                report.request_id, purge.table, rows, purge.refs_moved, purge.refs_removed,
+                report.request_id,
+                purge.table,
+                rows,
+                purge.refs_moved,
+                purge.refs_removed,
                 purge.snapshots_expired,
-            )  # fmt: skip
+            )
     report.redis_keys_deleted = delete_online_features(settings, online)
     write_audit(settings, report)
     return report
@@ -561,8 +573,12 @@ def apply_retention(
             purge = _purge_history(db, settings, schema, table, before, held)
             purge.rows = rows
             report.tables.append(purge)
-            log.info("retention: %s: %d rows nulled, %d snapshots expired", purge.table, rows,
-                     purge.snapshots_expired)  # fmt: skip
+            log.info(
+                "retention: %s: %d rows nulled, %d snapshots expired",
+                purge.table,
+                rows,
+                purge.snapshots_expired,
+            )
     write_audit(settings, report)
     return report
 

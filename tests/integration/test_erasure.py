@@ -20,7 +20,6 @@ import pytest
 from typer.testing import CliRunner
 
 from commands.cli import app
-
 from pipelines import erasure
 from pipelines.bronze_seed import BronzeWriter, create_bronze
 from pipelines.simulator import generate_applications, generate_outcomes, is_valid_tax_id
@@ -51,9 +50,17 @@ def _punctuated(cpf: str) -> str:
 def _rejected(writer_table: Any, topic: str, offset: int, raw: bytes, at: datetime) -> None:
     import pyarrow as pa
 
-    row = {"kafka_topic": topic, "kafka_partition": 0, "kafka_offset": offset,
-           "kafka_timestamp": at, "kafka_key": b"k", "raw_value": raw, "schema_version": "9",
-           "error": "undecodable Avro for application v9", "ingested_at": at}  # fmt: skip
+    row = {
+        "kafka_topic": topic,
+        "kafka_partition": 0,
+        "kafka_offset": offset,
+        "kafka_timestamp": at,
+        "kafka_key": b"k",
+        "raw_value": raw,
+        "schema_version": "9",
+        "error": "undecodable Avro for application v9",
+        "ingested_at": at,
+    }
     writer_table.append(pa.Table.from_pylist([row], schema=writer_table.schema().as_arrow()))
 
 
@@ -71,20 +78,28 @@ def world(local_stack: Settings) -> Iterator[dict[str, Any]]:
     for a in apps:
         by_pid.setdefault(a["proponente_id"], []).append(a)
     target = next(
-        pid for pid, mine in by_pid.items()
-        if len(mine) >= 2 and mine[0]["tipo_pessoa"] == "FISICA"
-        and all(is_valid_tax_id(a["cpf_cnpj"], "FISICA") and a["localizacao_propriedade"]["uf"]
-                for a in mine)
-    )  # fmt: skip
+        pid
+        for pid, mine in by_pid.items()
+        if len(mine) >= 2
+        and mine[0]["tipo_pessoa"] == "FISICA"
+        and all(
+            is_valid_tax_id(a["cpf_cnpj"], "FISICA") and a["localizacao_propriedade"]["uf"]
+            for a in mine
+        )
+    )
     cpf = by_pid[target][0]["cpf_cnpj"]
     assert {a["cpf_cnpj"] for a in by_pid[target]} == {cpf}
     assert sum(a["cpf_cnpj"] == cpf for a in apps) == len(by_pid[target])
-    assert all(a["cpf_cnpj"] not in (ABSENT_CPF, ABSENT_CPF.replace(".", "").replace("-", ""))
-               for a in apps)  # fmt: skip
+    assert all(
+        a["cpf_cnpj"] not in (ABSENT_CPF, ABSENT_CPF.replace(".", "").replace("-", ""))
+        for a in apps
+    )
     for a in by_pid[target]:
         a["nome_razao_social"] = NAME
-        a["fontes_dados_adicionais"] = {**a["fontes_dados_adicionais"],
-                                        "numero_matricula_imovel": REGISTRY}  # fmt: skip
+        a["fontes_dados_adicionais"] = {
+            **a["fontes_dados_adicionais"],
+            "numero_matricula_imovel": REGISTRY,
+        }
     other = next(pid for pid, mine in by_pid.items() if pid != target and len(mine) >= 2)
     old, new = apps[:200], apps[200:]  # two ingestion batches, the retention cut between them
 
@@ -93,10 +108,16 @@ def world(local_stack: Settings) -> Iterator[dict[str, Any]]:
     rejected = iceberg_catalog(settings).load_table(f"{bronze}.rejected_records")
     first_at = datetime.now(UTC)
     # raw bytes naming the target (punctuated CPF), another applicant, and no one
-    _rejected(rejected, "safra.applications", 0, b"\x00\x02" + _punctuated(cpf).encode() + b"\x1a",
-              first_at)  # fmt: skip
-    _rejected(rejected, "safra.applications", 1, b"\x00\x02" + apps[-1]["cpf_cnpj"].encode(),
-              first_at)  # fmt: skip
+    _rejected(
+        rejected,
+        "safra.applications",
+        0,
+        b"\x00\x02" + _punctuated(cpf).encode() + b"\x1a",
+        first_at,
+    )
+    _rejected(
+        rejected, "safra.applications", 1, b"\x00\x02" + apps[-1]["cpf_cnpj"].encode(), first_at
+    )
     time.sleep(1.5)
     cut = datetime.now(UTC)
     time.sleep(1.5)
@@ -110,11 +131,22 @@ def world(local_stack: Settings) -> Iterator[dict[str, Any]]:
 
     redis_keys = {pid: _write_online(settings, pid) for pid in (target, other)}
     state = {
-        "settings": settings, "key": key, "bronze": bronze, "prefix": prefix, "tag": tag,
-        "schemas": [bronze, f"{prefix}silver", f"{prefix}gold"], "target": target, "other": other,
-        "cpf": cpf, "apps": apps, "old": old, "new": new, "cut": cut, "outcomes": outcomes,
+        "settings": settings,
+        "key": key,
+        "bronze": bronze,
+        "prefix": prefix,
+        "tag": tag,
+        "schemas": [bronze, f"{prefix}silver", f"{prefix}gold"],
+        "target": target,
+        "other": other,
+        "cpf": cpf,
+        "apps": apps,
+        "old": old,
+        "new": new,
+        "cut": cut,
+        "outcomes": outcomes,
         "redis_keys": redis_keys,
-    }  # fmt: skip
+    }
     yield state
     drop_schemas(settings, state["schemas"])
     _redis(settings).delete(*redis_keys.values())
@@ -137,28 +169,39 @@ def _write_online(settings: Settings, pid: str) -> bytes:
     from feast.protos.feast.types.EntityKey_pb2 import EntityKey
     from feast.protos.feast.types.Value_pb2 import Value
 
-    key = serialize_entity_key(
-        EntityKey(join_keys=["proponente_id"], entity_values=[Value(string_val=pid)]), 3
-    ) + settings.feast_project.encode()
-    _redis(settings).hset(key, mapping={"_ts:proponente_historico": b"\x08\x01",
-                                        "feat": Value(double_val=1.5).SerializeToString()})
+    key = (
+        serialize_entity_key(
+            EntityKey(join_keys=["proponente_id"], entity_values=[Value(string_val=pid)]), 3
+        )
+        + settings.feast_project.encode()
+    )
+    _redis(settings).hset(
+        key,
+        mapping={
+            "_ts:proponente_historico": b"\x08\x01",
+            "feat": Value(double_val=1.5).SerializeToString(),
+        },
+    )
     return key
 
 
 def _tables(state: dict[str, Any]) -> list[tuple[str, str]]:
     listed = ", ".join(f"'{s}'" for s in state["schemas"])
     return [
-        (s, t) for s, t in _rows(
+        (s, t)
+        for s, t in _rows(
             state["settings"],
             "select table_schema, table_name from information_schema.tables "
             f"where table_schema in ({listed}) and table_type = 'BASE TABLE'",
         )
-    ]  # fmt: skip
+    ]
 
 
 def _snapshots(settings: Settings, schema: str, table: str, kind: str = "snapshots") -> set[int]:
-    return {int(r[0]) for r in _rows(
-        settings, f'select snapshot_id from iceberg."{schema}"."{table}${kind}"')}  # fmt: skip
+    return {
+        int(r[0])
+        for r in _rows(settings, f'select snapshot_id from iceberg."{schema}"."{table}${kind}"')
+    }
 
 
 def _counts(state: dict[str, Any]) -> dict[str, int]:
@@ -171,8 +214,16 @@ def _counts(state: dict[str, Any]) -> dict[str, int]:
 def _identity(state: dict[str, Any]) -> list[str]:
     """Everything that names the target: raw identity, ids and pseudonyms."""
     cpf, key = state["cpf"], state["key"]
-    return [cpf, _punctuated(cpf), NAME, REGISTRY, state["target"],
-            tax_id_pseudonym(cpf, key), pseudonym(NAME, key), pseudonym(REGISTRY, key)]  # fmt: skip
+    return [
+        cpf,
+        _punctuated(cpf),
+        NAME,
+        REGISTRY,
+        state["target"],
+        tax_id_pseudonym(cpf, key),
+        pseudonym(NAME, key),
+        pseudonym(REGISTRY, key),
+    ]
 
 
 def _referenced_rows_holding(state: dict[str, Any], needles: list[str]) -> list[str]:
@@ -188,8 +239,11 @@ def _referenced_rows_holding(state: dict[str, Any], needles: list[str]) -> list[
                 settings, f'select * from iceberg."{schema}"."{table}" for version as of {snapshot}'
             ):
                 text = repr(row)
-                hit = [n for n in needles if n in text or n.encode() in b"".join(
-                    v for v in row if isinstance(v, bytes))]  # fmt: skip
+                hit = [
+                    n
+                    for n in needles
+                    if n in text or n.encode() in b"".join(v for v in row if isinstance(v, bytes))
+                ]
                 if hit:
                     found.append(f"{schema}.{table}@{snapshot}: {hit}")
     return found
@@ -234,21 +288,26 @@ def test_forget_of_an_unknown_person_changes_nothing(world: dict[str, Any]) -> N
     settings = world["settings"]
     before = {t: _snapshots(settings, *t) for t in _tables(world)}
     for request in ({"cpf": ABSENT_CPF}, {"proponente_id": str(uuid.UUID(int=7))}):
-        report = erasure.forget(settings, schema_prefix=world["prefix"],
-                                bronze_schema=world["bronze"], **request)  # fmt: skip
+        report = erasure.forget(
+            settings, schema_prefix=world["prefix"], bronze_schema=world["bronze"], **request
+        )
         assert report.found is False and report.tables == [] and report.rows == 0
     # the command: the CPF from stdin (off the command line), exit 3, a JSON report
-    env = {"SAFRA_SCHEMA_PREFIX": world["prefix"], "SAFRA_BRONZE_SCHEMA": world["bronze"],
-           "SAFRA_FEAST_PROJECT": settings.feast_project}  # fmt: skip
+    env = {
+        "SAFRA_SCHEMA_PREFIX": world["prefix"],
+        "SAFRA_BRONZE_SCHEMA": world["bronze"],
+        "SAFRA_FEAST_PROJECT": settings.feast_project,
+    }
     with temporary_environment(env):
         get_settings.cache_clear()
         try:
-            result = CliRunner().invoke(app, ["forget", "--cpf", "-", "--json"],
-                                        input=ABSENT_CPF + "\n")  # fmt: skip
+            result = CliRunner().invoke(
+                app, ["forget", "--cpf", "-", "--json"], input=ABSENT_CPF + "\n"
+            )
         finally:
             get_settings.cache_clear()
     assert result.exit_code == erasure.NOT_FOUND_EXIT, result.output
-    assert json.loads(result.output[result.output.index("{"):])["found"] is False
+    assert json.loads(result.output[result.output.index("{") :])["found"] is False
     assert {t: _snapshots(settings, *t) for t in _tables(world)} == before
     assert _redis(settings).exists(*world["redis_keys"].values()) == 2
 
@@ -262,19 +321,27 @@ def test_a_malformed_request_names_the_fix(world: dict[str, Any]) -> None:
 
 def test_forget_erases_one_applicant_everywhere(world: dict[str, Any]) -> None:
     settings, target, bronze, prefix = (
-        world["settings"], world["target"], world["bronze"], world["prefix"])  # fmt: skip
+        world["settings"],
+        world["target"],
+        world["bronze"],
+        world["prefix"],
+    )
     silver = f"{prefix}silver"
     mine_apps = [a for a in world["apps"] if a["proponente_id"] == target]
     mine_ids = {a["id_solicitacao"] for a in mine_apps}
     mine_outcomes = [o for o in world["outcomes"] if o["id_solicitacao"] in mine_ids]
-    gold_rows = _rows(settings, f'select count(*) from iceberg."{prefix}gold".proponente_features '
-                                f"where proponente_id = '{target}'")[0][0]  # fmt: skip
+    gold_rows = _rows(
+        settings,
+        f'select count(*) from iceberg."{prefix}gold".proponente_features '
+        f"where proponente_id = '{target}'",
+    )[0][0]
     assert gold_rows == len(mine_apps)  # all valid: the target is in every layer
     # a published tag on silver's current snapshot (write-audit-publish), a quarantine tag on
     # bronze's first batch (it holds the target), a tag on bronze's empty first snapshot
     apps_table = iceberg_catalog(settings).load_table(f"{silver}.silver_applications")
-    apps_table.manage_snapshots().create_tag(apps_table.current_snapshot().snapshot_id,
-                                             "published").commit()  # fmt: skip
+    apps_table.manage_snapshots().create_tag(
+        apps_table.current_snapshot().snapshot_id, "published"
+    ).commit()
     bronze_apps = iceberg_catalog(settings).load_table(f"{bronze}.applications")
     history = sorted(bronze_apps.snapshots(), key=lambda s: s.timestamp_ms)
     manage = bronze_apps.manage_snapshots()
@@ -282,8 +349,9 @@ def test_forget_erases_one_applicant_everywhere(world: dict[str, Any]) -> None:
     manage.create_tag(history[0].snapshot_id, "before-anything").commit()
     counts = _counts(world)
 
-    report = erasure.forget(settings, cpf=_punctuated(world["cpf"]), schema_prefix=prefix,
-                            bronze_schema=bronze)  # fmt: skip
+    report = erasure.forget(
+        settings, cpf=_punctuated(world["cpf"]), schema_prefix=prefix, bronze_schema=bronze
+    )
 
     assert report.found
     rows = {t.table: t.rows for t in report.tables}
@@ -298,12 +366,22 @@ def test_forget_erases_one_applicant_everywhere(world: dict[str, Any]) -> None:
     refs = {t.table: (t.refs_moved, t.refs_removed) for t in report.tables}
     assert refs[f"{silver}.silver_applications"] == (["published"], [])
     assert refs[f"{bronze}.applications"] == ([], ["quarantine-batch-1"])
-    assert "before-anything" in {r[0] for r in _rows(
-        settings, f'select name from iceberg."{bronze}"."applications$refs"')}  # fmt: skip
-    published = _rows(settings, f'select snapshot_id from iceberg."{silver}".'
-                                "\"silver_applications$refs\" where name = 'published'")  # fmt: skip
-    assert published[0][0] == _rows(settings, f'select snapshot_id from iceberg."{silver}".'
-                                    "\"silver_applications$refs\" where name = 'main'")[0][0]
+    assert "before-anything" in {
+        r[0] for r in _rows(settings, f'select name from iceberg."{bronze}"."applications$refs"')
+    }
+    published = _rows(
+        settings,
+        f'select snapshot_id from iceberg."{silver}".'
+        "\"silver_applications$refs\" where name = 'published'",
+    )
+    assert (
+        published[0][0]
+        == _rows(
+            settings,
+            f'select snapshot_id from iceberg."{silver}".'
+            "\"silver_applications$refs\" where name = 'main'",
+        )[0][0]
+    )
     # the others are untouched: exactly the target's rows are gone, aggregates keep their rows
     after = _counts(world)
     assert {t: counts[t] - after[t] for t in counts if counts[t] != after[t]} == rows
@@ -327,45 +405,82 @@ def test_forget_erases_one_applicant_everywhere(world: dict[str, Any]) -> None:
 def test_retention_nulls_raw_identity_older_than_the_cut(world: dict[str, Any]) -> None:
     settings, bronze, prefix = world["settings"], world["bronze"], world["prefix"]
     table = f'iceberg."{bronze}".applications'
-    raw = ("cpf_cnpj is not null or nome_razao_social is not null "
-           "or fontes_dados_adicionais.numero_matricula_imovel is not null")  # fmt: skip
+    raw = (
+        "cpf_cnpj is not null or nome_razao_social is not null "
+        "or fontes_dados_adicionais.numero_matricula_imovel is not null"
+    )
     old_with_raw = len([a for a in world["old"] if a["proponente_id"] != world["target"]])
     new_n = len([a for a in world["new"] if a["proponente_id"] != world["target"]])
     cut = world["cut"]
     assert _rows(settings, f"select count(*) from {table} where {raw}")[0][0] == (
-        old_with_raw + new_n)
-    hashes = _rows(settings, f'select count(cpf_cnpj_hash) from iceberg."{prefix}silver".'
-                             "silver_applications")[0][0]  # fmt: skip
+        old_with_raw + new_n
+    )
+    hashes = _rows(
+        settings, f'select count(cpf_cnpj_hash) from iceberg."{prefix}silver".silver_applications'
+    )[0][0]
 
-    report = erasure.apply_retention(settings, 30, schema_prefix=prefix, bronze_schema=bronze,
-                                     now=cut + timedelta(days=30))  # fmt: skip
+    report = erasure.apply_retention(
+        settings, 30, schema_prefix=prefix, bronze_schema=bronze, now=cut + timedelta(days=30)
+    )
 
     assert {t.table: t.rows for t in report.tables} == {
-        f"{bronze}.applications": old_with_raw, f"{bronze}.rejected_records": 1}
+        f"{bronze}.applications": old_with_raw,
+        f"{bronze}.rejected_records": 1,
+    }
     stamp = f"from_iso8601_timestamp('{cut.isoformat()}')"
-    assert _rows(settings, f"select count(*) from {table} where ingested_at < {stamp} and ({raw})"
-                 )[0][0] == 0  # fmt: skip
+    assert (
+        _rows(settings, f"select count(*) from {table} where ingested_at < {stamp} and ({raw})")[0][
+            0
+        ]
+        == 0
+    )
     assert _rows(settings, f"select count(*) from {table} where ingested_at < {stamp}")[0][0] == (
-        old_with_raw)  # rows stay, their raw identity goes
-    assert _rows(settings, f"select count(*) from {table} where ingested_at >= {stamp} "
-                           "and cpf_cnpj is not null and nome_razao_social is not null "
-                           "and fontes_dados_adicionais.numero_matricula_imovel is not null"
-                 )[0][0] == new_n  # fmt: skip
-    scores = sum(a["fontes_dados_adicionais"]["serasa_score"] is not None for a in world["old"]
-                 if a["proponente_id"] != world["target"])  # fmt: skip
-    assert _rows(settings, f"select count(fontes_dados_adicionais.serasa_score) from {table} "
-                           f"where ingested_at < {stamp}")[0][0] == scores  # the struct's rest
-    assert _rows(settings, f'select count(cpf_cnpj_hash) from iceberg."{prefix}silver".'
-                           "silver_applications")[0][0] == hashes  # pseudonyms stay
+        old_with_raw
+    )  # rows stay, their raw identity goes
+    assert (
+        _rows(
+            settings,
+            f"select count(*) from {table} where ingested_at >= {stamp} "
+            "and cpf_cnpj is not null and nome_razao_social is not null "
+            "and fontes_dados_adicionais.numero_matricula_imovel is not null",
+        )[0][0]
+        == new_n
+    )
+    scores = sum(
+        a["fontes_dados_adicionais"]["serasa_score"] is not None
+        for a in world["old"]
+        if a["proponente_id"] != world["target"]
+    )
+    assert (
+        _rows(
+            settings,
+            f"select count(fontes_dados_adicionais.serasa_score) from {table} "
+            f"where ingested_at < {stamp}",
+        )[0][0]
+        == scores
+    )  # the struct's rest
+    assert (
+        _rows(
+            settings,
+            f'select count(cpf_cnpj_hash) from iceberg."{prefix}silver".silver_applications',
+        )[0][0]
+        == hashes
+    )  # pseudonyms stay
     # no referenced snapshot, file or log holds an old applicant's raw identity
     new_people = {a["proponente_id"] for a in world["new"]}
-    old_only = [a for a in world["old"]
-                if a["proponente_id"] not in new_people and a["proponente_id"] != world["target"]]
-    needles = sorted({a["cpf_cnpj"] for a in old_only} | {
-        a["fontes_dados_adicionais"]["numero_matricula_imovel"] for a in old_only})
+    old_only = [
+        a
+        for a in world["old"]
+        if a["proponente_id"] not in new_people and a["proponente_id"] != world["target"]
+    ]
+    needles = sorted(
+        {a["cpf_cnpj"] for a in old_only}
+        | {a["fontes_dados_adicionais"]["numero_matricula_imovel"] for a in old_only}
+    )
     assert len(needles) > 50
     assert _referenced_rows_holding({**world, "schemas": [bronze]}, needles) == []
     assert _files_holding({**world, "schemas": [bronze]}, needles) == []
-    again = erasure.apply_retention(settings, 30, schema_prefix=prefix, bronze_schema=bronze,
-                                    now=cut + timedelta(days=30))  # fmt: skip
+    again = erasure.apply_retention(
+        settings, 30, schema_prefix=prefix, bronze_schema=bronze, now=cut + timedelta(days=30)
+    )
     assert again.tables == []  # idempotent
