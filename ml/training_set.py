@@ -31,7 +31,7 @@ import trino
 
 from ml.feature_store import FEATURE_SERVICE, HISTORY_VIEW
 from ml.features import APPLICATION_FIELDS, HISTORY_INPUTS, history_columns
-from safra.lakehouse import trino_connection
+from safra.lakehouse import PUBLISHED, trino_connection
 from safra.settings import Settings
 
 if TYPE_CHECKING:
@@ -93,7 +93,8 @@ def table_name(settings: Settings, layer: str, table: str) -> str:
 
 
 def current_snapshots(settings: Settings) -> dict[str, int]:
-    """The current snapshot id (branch ``main``) of every table in :data:`SOURCE_TABLES`.
+    """The published snapshot id (tag :data:`safra.lakehouse.PUBLISHED`: the last state whose
+    audit passed) of every table in :data:`SOURCE_TABLES`.
 
     ValueError naming the table when one is missing or has no snapshot (nothing loaded yet).
     """
@@ -104,7 +105,7 @@ def current_snapshots(settings: Settings) -> dict[str, int]:
         for name, (layer, table) in SOURCE_TABLES.items():
             refs = table_name(settings, layer, f'"{table}$refs"')
             try:
-                cur.execute(f"SELECT snapshot_id FROM {refs} WHERE name = 'main'")
+                cur.execute(f"SELECT snapshot_id FROM {refs} WHERE name = ?", [PUBLISHED])
                 rows = cur.fetchall()
             except trino.exceptions.TrinoUserError as exc:
                 raise ValueError(
@@ -113,7 +114,8 @@ def current_snapshots(settings: Settings) -> dict[str, int]:
                 ) from exc
             if not rows:
                 raise ValueError(
-                    f"{table_name(settings, layer, table)} has no snapshot yet: nothing loaded"
+                    f"{table_name(settings, layer, table)} has nothing published yet: "
+                    "run `safra transform` (its layer's audit must pass)"
                 )
             out[name] = int(rows[0][0])
     finally:

@@ -25,6 +25,15 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+PUBLISHED = "published"
+"""The Iceberg tag of silver and gold tables that readers downstream read: the last state whose
+audit (dbt tests and quality gate) passed (``pipelines.publish``)."""
+
+
+def published(table_sql: str) -> str:
+    """``table_sql`` read at its :data:`PUBLISHED` tag (Trino's ``FOR VERSION AS OF``)."""
+    return f"{table_sql} FOR VERSION AS OF '{PUBLISHED}'"
+
 
 def spark_packages(s: Settings) -> list[str]:
     """Maven coordinates of the connectors; Kafka and Avro must match pyspark's version."""

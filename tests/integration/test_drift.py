@@ -36,6 +36,7 @@ from ml.train import train_and_register
 from pipelines.simulator import applications_frame, generate_applications, generate_outcomes
 from safra import settings as settings_module
 from safra.settings import Settings
+from tests.integration.lakehouse_tables import publish_table
 
 pytestmark = pytest.mark.stack
 
@@ -192,6 +193,7 @@ def lakehouse(champion, local_stack: Settings) -> Iterator[dict[str, str]]:
                     f"map(array[{names}], cast(array[{vals}] as array(double))))"
                 )
             run(f'insert into {cat}."{bronze}".scored_requests values {", ".join(scored)}')
+        publish_table(local_stack, silver, "silver_applications")
         yield {"schema_prefix": tag, "bronze_schema": bronze}
     finally:
         for schema, table in ((silver, "silver_applications"), (bronze, "scored_requests")):

@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 
 from pipelines.dbt_runner import DBT_PROJECT_DIR
+from pipelines.publish import LAYER_TABLES
 
 RULE_UNIT_TESTS = {
     "silver_applications_classificacao_propriedade_thresholds",
@@ -56,6 +57,16 @@ def test_the_layers_have_their_models(manifest: Any) -> None:
         "silver_applications", "silver_outcomes",
         "proponente_features", "location_features", "risk_features",
     }  # fmt: skip
+    layers = {layer: {n for n, m in _models(manifest).items() if m.fqn[1] == layer}
+              for layer in LAYER_TABLES}  # fmt: skip
+    assert layers == {layer: set(tables) for layer, tables in LAYER_TABLES.items()}
+
+
+def test_gold_reads_silver_at_its_published_tag_only(manifest: Any) -> None:
+    """Write–audit–publish: gold never reads a silver row its audit has not passed."""
+    for name in LAYER_TABLES["gold"]:
+        code = _models(manifest)[name].raw_code
+        assert code.count("published(ref('silver_") == code.count("ref('silver_") == 2, name
     for name, node in _models(manifest).items():
         layer = node.fqn[1]
         assert node.config.schema == layer, name

@@ -45,10 +45,11 @@ def test_views_read_gold_in_place_with_their_ttls(contents) -> None:
     assert views["localizacao_perfil"].entities == ["localizacao_uf", "localizacao_municipio"]
     assert views["segmento_risco_perfil"].entities == ["segmento_faixa_risco", "segmento_cultura"]
     tables = {v.name: v.batch_source.get_table_query_string() for v in views.values()}
-    assert tables == {
-        HISTORY_VIEW: "gold.proponente_features",
-        "localizacao_perfil": "gold.location_features",
-        "segmento_risco_perfil": "gold.risk_features",
+    at_published = "(SELECT * FROM gold.{} FOR VERSION AS OF 'published')"
+    assert tables == {  # the audited state only (pipelines/publish.py)
+        HISTORY_VIEW: at_published.format("proponente_features"),
+        "localizacao_perfil": at_published.format("location_features"),
+        "segmento_risco_perfil": at_published.format("risk_features"),
     }
     assert {v.batch_source.timestamp_field for v in views.values()} == {"feature_timestamp"}
     assert all(v.online for v in views.values())
@@ -57,7 +58,7 @@ def test_views_read_gold_in_place_with_their_ttls(contents) -> None:
 def test_the_gold_schema_follows_the_schema_prefix() -> None:
     prefixed = repo_contents(Settings(schema_prefix="it_x_", feast_project="unit"))
     tables = {v.batch_source.get_table_query_string() for v in prefixed.feature_views}
-    assert "it_x_gold.proponente_features" in tables
+    assert "(SELECT * FROM it_x_gold.proponente_features FOR VERSION AS OF 'published')" in tables
 
 
 def test_feast_settings_do_not_leak_into_the_environment(monkeypatch) -> None:
