@@ -229,10 +229,10 @@ class FeaturesReport:
 def _count_new_rows(settings: Settings, fv: Any, start: datetime, end: datetime) -> tuple[int, int]:
     """(gold rows, distinct entity keys) of feature view ``fv`` in (``start``, ``end``]."""
     keys = ", ".join(fv.join_keys) if fv.join_keys else "1"
-    table = fv.batch_source.get_table_query_string()
+    table = fv.batch_source.get_table_query_string()  # the published state, in the catalog
     ts = fv.batch_source.timestamp_field
     sql = (
-        f"SELECT count(*), count(DISTINCT ({keys})) FROM {settings.iceberg_catalog}.{table} "
+        f"SELECT count(*), count(DISTINCT ({keys})) FROM {table} "
         f"WHERE {ts} > from_iso8601_timestamp('{start.isoformat()}') "
         f"AND {ts} <= from_iso8601_timestamp('{end.isoformat()}')"
     )

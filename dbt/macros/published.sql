@@ -1,10 +1,12 @@
 {#-
     A silver table as its readers see it: at its `published` tag, the last state whose audit
     (dbt tests and quality gate) passed (pipelines/publish.py). dbt unit tests feed fixtures
-    as CTEs, which have no versions: those are read as they are.
+    as CTEs and `--empty` runs an empty subquery, which have no versions: those are read as
+    they are.
 -#}
 {% macro published(relation) -%}
-    {%- if (relation | string).startswith('__dbt__cte__') -%}
+    {%- set rendered = relation | string -%}
+    {%- if rendered.startswith('__dbt__cte__') or rendered.startswith('(') -%}
         {{ relation }}
     {%- else -%}
         {{ relation }} for version as of 'published'
