@@ -275,7 +275,8 @@ def trino_spec(s: Settings) -> ServiceSpec:
     data = s.data_dir / "trino"
     etc = data / "etc"
     # Safra's pseudonym functions: their plugin beside Trino's, their key in a 0600 file
-    plugins = trino_pseudonym.plugin_dir(s, home, trino_pseudonym.pseudonym_plugin(s, java_home, home))
+    plugin = trino_pseudonym.pseudonym_plugin(s, java_home, home)
+    plugins = trino_pseudonym.plugin_dir(s, home, plugin)
     key_file = trino_pseudonym.write_key_file(s, etc)
     port = s.trino_port
     _write(

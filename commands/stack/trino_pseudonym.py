@@ -60,7 +60,9 @@ def pseudonym_plugin(s: Settings, java_home: Path, trino_home: Path) -> Path:
         for pattern in COMPILE_JARS:
             found = sorted((trino_home / "lib").glob(pattern.format(version=s.trino_version)))
             if not found:
-                raise ProvisionError(f"trino: no {pattern} in {trino_home / 'lib'} to compile against")
+                raise ProvisionError(
+                    f"trino: no {pattern} in {trino_home / 'lib'} to compile against"
+                )
             classpath.append(str(found[-1]))
         classes = tmp / "classes"
         proc = subprocess.run(
