@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from pydantic import SecretStr
 
 from commands import stack
 from pipelines.bronze_seed import BronzeWriter, create_bronze
@@ -23,7 +24,7 @@ from pipelines.dbt_runner import dbt_work_dir
 from pipelines.simulator import generate_applications, generate_outcomes
 from pipelines.transform import run_transform
 from safra.lakehouse import drop_schemas, trino_query
-from safra.pseudonyms import pseudonym, tax_id_pseudonym
+from safra.pseudonyms import PseudonymKeyMismatch, check_trino_key, pseudonym, tax_id_pseudonym
 from safra.settings import Settings
 
 pytestmark = pytest.mark.stack
@@ -157,3 +158,14 @@ def test_silver_pseudonyms_equal_python_and_no_key_is_left(
     command = trino.cmdline()
     assert not [arg for arg in command if key in arg]
     assert any(arg.startswith("-Dsafra.pseudonym-key-file=") for arg in command)
+
+
+def test_a_trino_keyed_otherwise_is_refused(local_stack: Settings) -> None:
+    """Silver built with another key than Safra's would not match `safra forget`'s pseudonyms:
+    the transform refuses to start (as when Trino still runs with a key since changed)."""
+    check_trino_key(local_stack)
+    rotated = local_stack.model_copy(update={"pseudonym_key": SecretStr("x" * 32)})
+    with pytest.raises(PseudonymKeyMismatch, match="another key than SAFRA_PSEUDONYM_KEY"):
+        check_trino_key(rotated)
+    with pytest.raises(PseudonymKeyMismatch):
+        run_transform(rotated, select_layers=("silver",), schema_prefix="it_never_")
