@@ -213,7 +213,9 @@ def run_transform(
     business; off by default). ``gate`` replaces ``quality.gate.run_gate`` (tests only).
 
     Stops at the first failing build or gate: raises :class:`TransformFailed` carrying the
-    report (or, with ``raise_on_failure=False``, returns it with ``passed`` false).
+    report (or, with ``raise_on_failure=False``, returns it with ``passed`` false). Before
+    silver, :func:`safra.pseudonyms.check_trino_key` makes sure Trino pseudonymizes with
+    ``SAFRA_PSEUDONYM_KEY`` (a ValueError naming the fix otherwise).
     """
 
     unknown = [layer for layer in select_layers if layer not in LAYERS]
