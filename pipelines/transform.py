@@ -22,6 +22,7 @@ from pipelines.dbt_runner import DbtInvocation, ensure_schemas, run_dbt
 from safra import locks
 from safra.lakehouse import trino_cursor
 from safra.locks import Busy
+from safra.pseudonyms import check_trino_key
 from safra.settings import Settings
 
 if TYPE_CHECKING:
@@ -222,13 +223,16 @@ def run_transform(
     business; off by default). ``gate`` replaces ``quality.gate.run_gate`` (tests only).
 
     Stops at the first failing build or gate: raises :class:`TransformFailed` carrying the
-    report (or, with ``raise_on_failure=False``, returns it with ``passed`` false).
+    report (or, with ``raise_on_failure=False``, returns it with ``passed`` false). Before
+    silver, :func:`safra.pseudonyms.check_trino_key` makes sure Trino pseudonymizes with
+    ``SAFRA_PSEUDONYM_KEY`` (a ValueError naming the fix otherwise).
     """
 
     unknown = [layer for layer in select_layers if layer not in LAYERS]
     if unknown:
         raise ValueError(f"unknown layers {unknown}; known: {list(LAYERS)}")
-    settings.require_pseudonym_key()
+    if "silver" in select_layers:  # Trino pseudonymizes: with Safra's plugin and this key
+        check_trino_key(settings)
     prefix = schema_prefix if schema_prefix is not None else settings.schema_prefix
     bronze = bronze_schema or settings.bronze_schema
     run_gate = gate or _default_gate()

@@ -24,7 +24,7 @@ import zipfile
 from collections.abc import Callable
 from pathlib import Path
 
-from commands.stack import mlflow_auth
+from commands.stack import mlflow_auth, trino_pseudonym
 from commands.stack.process import ServiceSpec
 from commands.stack.provision import (
     ProvisionError,
@@ -274,6 +274,10 @@ def trino_spec(s: Settings) -> ServiceSpec:
     home = _trino_home(s, find_java(17, s.java_home, "Maven"))
     data = s.data_dir / "trino"
     etc = data / "etc"
+    # Safra's pseudonym functions: their plugin beside Trino's, their key in a 0600 file
+    plugin = trino_pseudonym.pseudonym_plugin(s, java_home, home)
+    plugins = trino_pseudonym.plugin_dir(s, home, plugin)
+    key_file = trino_pseudonym.write_key_file(s, etc)
     port = s.trino_port
     _write(
         etc / "config.properties",
@@ -283,7 +287,7 @@ def trino_spec(s: Settings) -> ServiceSpec:
                 "node-scheduler.include-coordinator=true",
                 f"http-server.http.port={port}",
                 f"discovery.uri=http://{s.bind_host}:{port}",
-                f"plugin.dir={home / 'plugin'}",
+                f"plugin.dir={plugins}",
                 "query.max-memory=1GB",
                 "query.max-memory-per-node=1GB",
                 "",
@@ -312,6 +316,7 @@ def trino_spec(s: Settings) -> ServiceSpec:
         f"-Dconfig={etc / 'config.properties'}", f"-Dlog.levels-file={etc / 'log.properties'}",
         f"-Dcatalog.config-dir={etc / 'catalog'}", "-Dnode.environment=safra",
         "-Dnode.id=safra-local-1", f"-Dnode.data-dir={data / 'data'}",
+        f"-D{trino_pseudonym.KEY_FILE_PROPERTY}={key_file}",
         f"-Dnode.internal-address={s.bind_host}", f"-Dnode.bind-ip={s.bind_host}",
         "io.trino.server.TrinoServer",
     ]  # fmt: skip

@@ -133,12 +133,13 @@ def test_no_secret_or_raw_pii_in_the_project() -> None:
              and p.suffix in {".sql", ".yml"} and "target" not in p.parts}  # fmt: skip
     for path, text in texts.items():
         assert "SAFRA_PSEUDONYM_KEY=" not in text, path
+        assert "env_var('SAFRA_PSEUDONYM_KEY'" not in text, path  # Trino reads the key, not dbt
     profiles = texts[DBT_PROJECT_DIR / "profiles.yml"]
     assert "env_var('SAFRA_TRINO_HOST'" in profiles and "password" not in profiles
     # raw tax ids and names are read by silver_applications only, and hashed there
     for path, text in texts.items():
         if path.suffix == ".sql" and path.parent.name in {"silver", "gold"}:
-            body = text.replace("pseudonymize('cpf_cnpj')", "").replace(
+            body = text.replace("pseudonymize_tax_id('cpf_cnpj')", "").replace(
                 "pseudonymize('nome_razao_social')", "")  # fmt: skip
             body = body.replace("is_valid_tax_id('cpf_cnpj', 'tipo_pessoa')", "")
             assert "cpf_cnpj," not in body and "nome_razao_social" not in body, path
