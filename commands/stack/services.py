@@ -307,6 +307,8 @@ def trino_spec(s: Settings) -> ServiceSpec:
                 "iceberg.catalog.type=rest",
                 f"iceberg.rest-catalog.uri={s.iceberg_rest_uri}",
                 "fs.native-local.enabled=true",
+                # `/`, not the warehouse: Trino resolves a location's path under this root, and
+                # Spark and pyiceberg write absolute file:// locations (README: what stays open)
                 "local.location=/",
                 "",
             ]

@@ -188,6 +188,7 @@ def test_stack_up_with_airflow_serves_the_ui_and_down_stops_only_airflow(
     env = {
         **{k: v for k, v in os.environ.items() if not k.startswith("AIRFLOW")},
         "SAFRA_DATA_DIR": str(tmp_path / "data"),
+        "SAFRA_TRINO_CA_CERT": local_stack.trino_ca_cert,  # the shared stack's certificate
         "SAFRA_STACK_SERVICES": "",
         "SAFRA_AIRFLOW_PORT": str(port),
     }

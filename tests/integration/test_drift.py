@@ -207,6 +207,7 @@ def test_cli_reads_the_lakehouse_and_prints_json(
     monkeypatch.setenv("SAFRA_SCHEMA_PREFIX", lakehouse["schema_prefix"])
     monkeypatch.setenv("SAFRA_BRONZE_SCHEMA", lakehouse["bronze_schema"])
     monkeypatch.setenv("SAFRA_DATA_DIR", str(tmp_path))
+    monkeypatch.setenv("SAFRA_TRINO_CA_CERT", local_stack.trino_ca_cert)  # the stack's own
     settings_module.get_settings.cache_clear()
     try:
         out = CliRunner().invoke(app, ["drift", "--json", "--model-name", champion[0]])
