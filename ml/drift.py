@@ -382,7 +382,7 @@ def _query(settings: Settings, sql: str, params: list[Any]) -> pd.DataFrame:
     import trino
 
     try:
-        with trino_cursor(settings, "safra-drift") as cur:
+        with trino_cursor(settings, "safra-drift", identity="ml") as cur:
             cur.execute(sql, params)
             rows = cur.fetchall()
             names = [d[0] for d in cur.description]

@@ -29,10 +29,10 @@ from typing import TYPE_CHECKING
 import pandas as pd
 import trino
 
-from ml.feature_store import FEATURE_SERVICE, HISTORY_VIEW
+from ml.feature_store import FEATURE_SERVICE, HISTORY_VIEW, TRINO_IDENTITY
 from ml.features import APPLICATION_FIELDS, HISTORY_INPUTS, history_columns
-from safra.lakehouse import PUBLISHED, trino_connection
-from safra.settings import Settings
+from safra.lakehouse import PUBLISHED, trino_ca_environment, trino_connection
+from safra.settings import Settings, temporary_environment
 
 if TYPE_CHECKING:
     from feast import FeatureStore
@@ -99,7 +99,7 @@ def current_snapshots(settings: Settings) -> dict[str, int]:
     ValueError naming the table when one is missing or has no snapshot (nothing loaded yet).
     """
     out: dict[str, int] = {}
-    conn = trino_connection(settings, "safra-training-set")
+    conn = trino_connection(settings, "safra-training-set", TRINO_IDENTITY)
     try:
         cur = conn.cursor()
         for name, (layer, table) in SOURCE_TABLES.items():
@@ -158,7 +158,7 @@ def entity_sql(
 
 
 def _count(settings: Settings, sql: str) -> int:
-    conn = trino_connection(settings, "safra-training-set")
+    conn = trino_connection(settings, "safra-training-set", TRINO_IDENTITY)
     try:
         cur = conn.cursor()
         cur.execute(f"SELECT count(*) FROM ({sql})")
@@ -195,9 +195,10 @@ def build_training_set(
         )
     service = store.get_feature_service(FEATURE_SERVICE)
     began = time.perf_counter()
-    joined = store.get_historical_features(
-        entity_df=sql, features=service, full_feature_names=True
-    ).to_df()
+    with temporary_environment(trino_ca_environment(settings)):  # Feast's own Trino client
+        joined = store.get_historical_features(
+            entity_df=sql, features=service, full_feature_names=True
+        ).to_df()
     seconds = time.perf_counter() - began
     frame = training_frame(joined)
     logger.info(

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pipelines
-from safra.lakehouse import trino_cursor
+from safra.lakehouse import trino_ca_environment, trino_cursor
 from safra.settings import Settings, temporary_environment
 
 log = logging.getLogger(__name__)
@@ -67,15 +67,22 @@ class DbtInvocation:
 def dbt_environment(
     settings: Settings, *, bronze_schema: str | None = None, schema_prefix: str = ""
 ) -> dict[str, str]:
-    """The variables the dbt project reads, from ``settings`` (no secret among them)."""
+    """The variables the dbt project reads, from ``settings`` (the ETL identity's password
+    among them; the pseudonym key is not: Trino holds it)."""
+    user, password, _ = settings.trino_identity("etl")
+    verify = settings.trino_verify
     env = {
         "SAFRA_TRINO_HOST": settings.trino_host,
-        "SAFRA_TRINO_PORT": str(settings.trino_port),
-        "SAFRA_TRINO_USER": settings.trino_user,
+        "SAFRA_TRINO_HTTPS_PORT": str(settings.trino_https_port),
+        "SAFRA_TRINO_USER": user,
+        "SAFRA_TRINO_PASSWORD": password,
+        # dbt-trino reads `cert: true` as the system's trust store
+        "SAFRA_TRINO_CA_CERT": "true" if verify is True else str(verify),
         "SAFRA_ICEBERG_CATALOG": settings.iceberg_catalog,
         "SAFRA_SCHEMA_PREFIX": schema_prefix,
         "DBT_SEND_ANONYMOUS_USAGE_STATS": "false",
         "DBT_TARGET_PATH": str(dbt_work_dir(settings) / "target"),
+        **trino_ca_environment(settings),
     }
     if bronze_schema is not None:
         env["SAFRA_BRONZE_SCHEMA"] = bronze_schema

@@ -15,6 +15,7 @@ import logging
 import os
 import secrets
 import shutil
+import ssl
 import subprocess
 import sys
 import tarfile
@@ -24,7 +25,7 @@ import zipfile
 from collections.abc import Callable
 from pathlib import Path
 
-from commands.stack import mlflow_auth, trino_pseudonym
+from commands.stack import mlflow_auth, trino_pseudonym, trino_security
 from commands.stack.process import ServiceSpec
 from commands.stack.provision import (
     ProvisionError,
@@ -44,9 +45,12 @@ def _resource(name: str) -> str:
     return importlib.resources.files("commands.stack").joinpath("resources", name).read_text()
 
 
-def _http_ok(url: str, check: Callable[[bytes], bool] = lambda _b: True) -> Callable[[], bool]:
+def _http_ok(
+    url: str, check: Callable[[bytes], bool] = lambda _b: True, cafile: Path | None = None
+) -> Callable[[], bool]:
     def probe() -> bool:
-        with urllib.request.urlopen(url, timeout=2) as resp:
+        context = ssl.create_default_context(cafile=str(cafile)) if cafile else None
+        with urllib.request.urlopen(url, timeout=2, context=context) as resp:
             return resp.status == 200 and check(resp.read())
 
     return probe
@@ -279,7 +283,10 @@ def trino_spec(s: Settings) -> ServiceSpec:
     plugins = trino_pseudonym.plugin_dir(s, home, plugin)
     key_file = trino_pseudonym.write_key_file(s, etc)
     port = s.trino_port
-    _write(
+    # --- security: TLS, passwords, access control (commands/stack/trino_security.py) ---
+    security = trino_security.provision(s, etc)
+    # --- end security ---
+    trino_security.write_private(  # 0600: it holds the internal shared secret
         etc / "config.properties",
         "\n".join(
             [
@@ -290,6 +297,7 @@ def trino_spec(s: Settings) -> ServiceSpec:
                 f"plugin.dir={plugins}",
                 "query.max-memory=1GB",
                 "query.max-memory-per-node=1GB",
+                *security,
                 "",
             ]
         ),
@@ -303,6 +311,8 @@ def trino_spec(s: Settings) -> ServiceSpec:
                 "iceberg.catalog.type=rest",
                 f"iceberg.rest-catalog.uri={s.iceberg_rest_uri}",
                 "fs.native-local.enabled=true",
+                # `/`, not the warehouse: Trino resolves a location's path under this root, and
+                # Spark and pyiceberg write absolute file:// locations (README: what stays open)
                 "local.location=/",
                 "",
             ]
@@ -320,7 +330,10 @@ def trino_spec(s: Settings) -> ServiceSpec:
         f"-Dnode.internal-address={s.bind_host}", f"-Dnode.bind-ip={s.bind_host}",
         "io.trino.server.TrinoServer",
     ]  # fmt: skip
-    started = _http_ok(f"{s.trino_url}/v1/info", lambda b: json.loads(b).get("starting") is False)
+    started = _http_ok(  # over HTTPS, verified with the stack's own certificate
+        f"{s.trino_url}/v1/info", lambda b: json.loads(b).get("starting") is False,
+        cafile=s.trino_local_cert,
+    )  # fmt: skip
     return ServiceSpec(
         "trino", port, cmd, cwd=home, ready=started, ready_timeout_s=max(s.ready_timeout_s, 180),
         nofile=4096, url=s.trino_url,

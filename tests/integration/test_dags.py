@@ -150,15 +150,17 @@ def test_a_failed_silver_gate_fails_the_gold_dag_with_its_reason(
     assert producer.flush(30) == 0
     bronze = f'{local_stack.iceberg_catalog}."{local_stack.bronze_schema}".applications'
     try:
-        silver = run_dag("lakehouse_silver", airflow_env)
+        verbose = {**airflow_env, "AIRFLOW__LOGGING__LOGGING_LEVEL": "INFO"}  # the task's output
+        silver = run_dag("lakehouse_silver", verbose)
         assert_ran_in_order(silver, [("ingest_bronze", "success"), ("transform_silver", "failed")])
-        assert "registro_valido" in silver["output_tail"]
-        assert "quarantined as tag 'quarantine-silver-" in silver["output_tail"]
+        tail = silver["output_tail"]
+        assert "registro_valido" in tail, tail[-4000:]
+        assert "quarantined as tag 'quarantine-silver-" in tail, tail[-4000:]
 
-        gold = run_dag("lakehouse_gold", airflow_env)
+        gold = run_dag("lakehouse_gold", verbose)
         ran = {t["task_id"]: t["state"] for t in gold["tasks"]}
         assert ran == {"transform_gold": "failed", "materialize_features": "upstream_failed"}
-        assert "silver is not published" in gold["output_tail"]
+        assert "silver is not published" in gold["output_tail"], gold["output_tail"][-4000:]
         assert "quarantine-silver-" in gold["output_tail"]
     finally:
         keys = ", ".join(f"'{a['id_solicitacao']}'" for a in apps)
@@ -229,6 +231,7 @@ def test_stack_up_with_airflow_serves_the_ui_and_down_stops_only_airflow(
     env = {
         **{k: v for k, v in os.environ.items() if not k.startswith("AIRFLOW")},
         "SAFRA_DATA_DIR": str(tmp_path / "data"),
+        "SAFRA_TRINO_CA_CERT": local_stack.trino_ca_cert,  # the shared stack's certificate
         "SAFRA_STACK_SERVICES": "",
         "SAFRA_AIRFLOW_PORT": str(port),
     }

@@ -6,6 +6,7 @@ import os
 from datetime import timedelta
 
 import pytest
+from pydantic import SecretStr
 
 from ml.feature_store import (
     FEATURE_SERVICE,
@@ -107,14 +108,18 @@ def test_the_service_carries_every_column_the_history_inputs_read(contents) -> N
 
 def test_feast_environment_comes_from_settings(tmp_path) -> None:
     s = Settings(
-        data_dir=tmp_path, feast_project="p1", trino_host="trino.example", trino_port=8443,
+        data_dir=tmp_path, feast_project="p1", trino_host="trino.example", trino_https_port=9443,
+        trino_ml_password=SecretStr("ml-secret"),
         redis_url="redis://:not-a-real-pw@redis.example:6380/2", schema_prefix="pre_",
     )  # fmt: skip
     env = feast_environment(s)
     assert env["SAFRA_FEAST_PROJECT"] == "p1"
     assert env["SAFRA_FEAST_REGISTRY"] == str(tmp_path.resolve() / "feast" / "p1" / "registry.db")
     assert env["SAFRA_FEAST_TRINO_HOST"] == "trino.example"
-    assert env["SAFRA_FEAST_TRINO_PORT"] == "8443"
+    assert env["SAFRA_FEAST_TRINO_PORT"] == "9443"
+    assert env["SAFRA_FEAST_TRINO_USER"] == "safra-ml"  # reads only
+    assert env["SAFRA_FEAST_TRINO_PASSWORD"] == "ml-secret"
+    assert env["SAFRA_FEAST_TRINO_VERIFY"] == str(tmp_path.resolve() / "trino" / "tls" / "cert.pem")
     assert env["SAFRA_FEAST_TRINO_CATALOG"] == "iceberg"
     assert env["SAFRA_FEAST_REDIS"] == "redis.example:6380,password=not-a-real-pw,db=2"
     assert env["SAFRA_SCHEMA_PREFIX"] == "pre_"
