@@ -267,6 +267,14 @@ def transform_cmd(
             console.print(f"  [yellow]![/] {warning}")
     for failure in report.test_failures:
         console.print(f"  [red]✗[/] dbt: {failure}")
+    for done, snapshots in report.published.items():
+        console.print(f"{done} published: " + ", ".join(f"{t}@{i}" for t, i in snapshots.items()))
+    for failed, tables in report.quarantined.items():
+        for q in tables:
+            if q.tag:
+                console.print(f"[red]{failed}: {q.table}'s batch quarantined as tag '{q.tag}'[/] "
+                              f"(read it FOR VERSION AS OF '{q.tag}'); main rolled back to "
+                              f"{q.rolled_back_to or 'empty'}")  # fmt: skip
     if not report.passed:
         console.print(f"[bold red]stopped at {report.stopped_at}:[/] {report.reason}")
         raise typer.Exit(1)

@@ -76,7 +76,7 @@ from ml.registry import (
     version_run_id,
 )
 from ml.registry import predict_default_probability as _predict
-from safra.lakehouse import trino_cursor
+from safra.lakehouse import published, trino_cursor
 from safra.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -382,7 +382,7 @@ def _query(settings: Settings, sql: str, params: list[Any]) -> pd.DataFrame:
     import trino
 
     try:
-        with trino_cursor(settings, "safra-drift") as cur:
+        with trino_cursor(settings, "safra-drift", identity="ml") as cur:
             cur.execute(sql, params)
             rows = cur.fetchall()
             names = [d[0] for d in cur.description]
@@ -400,7 +400,7 @@ def read_applications(
     from ``<SAFRA_SCHEMA_PREFIX>silver.silver_applications``: the columns
     :func:`ml.features.model_inputs` reads (:data:`ml.features.APPLICATION_FIELDS`)."""
     schema = f"{settings.schema_prefix}silver"
-    table = f'{settings.iceberg_catalog}."{schema}".silver_applications'
+    table = published(f'{settings.iceberg_catalog}."{schema}".silver_applications')
     where, params = "registro_valido", []
     if since is not None:
         where += " and data_solicitacao >= ?"

@@ -39,7 +39,7 @@ import numpy as np
 import pandas as pd
 
 from ml.features import HISTORY_INPUTS, LAST_APPLICATION, history_inputs
-from safra.lakehouse import trino_query
+from safra.lakehouse import trino_ca_environment, trino_query
 from safra.settings import Settings, get_settings, temporary_environment
 
 if TYPE_CHECKING:
@@ -48,6 +48,8 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
+TRINO_IDENTITY = "ml"
+"""Feast reads the gold tables as Safra's ML identity (reads only: ``safra.settings``)."""
 FEATURE_SERVICE = "credit_model_v1"
 """The versioned feature service the credit model reads (``feature_repo/feature_services.py``)."""
 HISTORY_VIEW = "proponente_historico"
@@ -112,13 +114,17 @@ def redis_connection_string(redis_url: str) -> str:
 
 def feast_environment(settings: Settings) -> dict[str, str]:
     """The ``${VAR}`` values ``feature_store.yaml`` and the repo's declarations read."""
+    user, password, _ = settings.trino_identity(TRINO_IDENTITY)
+    verify = settings.trino_verify
     return {
         "SAFRA_FEAST_PROJECT": settings.feast_project,
         "SAFRA_FEAST_REGISTRY": str(registry_path(settings)),
         "SAFRA_FEAST_TRINO_HOST": settings.trino_host,
-        "SAFRA_FEAST_TRINO_PORT": str(settings.trino_port),
+        "SAFRA_FEAST_TRINO_PORT": str(settings.trino_https_port),
         "SAFRA_FEAST_TRINO_CATALOG": settings.iceberg_catalog,
-        "SAFRA_FEAST_TRINO_USER": settings.trino_user,
+        "SAFRA_FEAST_TRINO_USER": user,
+        "SAFRA_FEAST_TRINO_PASSWORD": password,
+        "SAFRA_FEAST_TRINO_VERIFY": "true" if verify is True else str(verify),
         "SAFRA_FEAST_REDIS": redis_connection_string(settings.redis_url),
         "SAFRA_SCHEMA_PREFIX": settings.schema_prefix,
     }
@@ -229,19 +235,24 @@ class FeaturesReport:
 def _count_new_rows(settings: Settings, fv: Any, start: datetime, end: datetime) -> tuple[int, int]:
     """(gold rows, distinct entity keys) of feature view ``fv`` in (``start``, ``end``]."""
     keys = ", ".join(fv.join_keys) if fv.join_keys else "1"
-    table = fv.batch_source.get_table_query_string()
+    table = fv.batch_source.get_table_query_string()  # the published state, in the catalog
     ts = fv.batch_source.timestamp_field
     sql = (
-        f"SELECT count(*), count(DISTINCT ({keys})) FROM {settings.iceberg_catalog}.{table} "
+        f"SELECT count(*), count(DISTINCT ({keys})) FROM {table} "
         f"WHERE {ts} > from_iso8601_timestamp('{start.isoformat()}') "
         f"AND {ts} <= from_iso8601_timestamp('{end.isoformat()}')"
     )
-    ((rows, keys_n),) = trino_query(settings, sql)
+    ((rows, keys_n),) = trino_query(settings, sql, identity=TRINO_IDENTITY)
     return int(rows), int(keys_n)
 
 
 def run_features(settings: Settings, end: datetime | None = None) -> FeaturesReport:
     """``feast apply`` of the repo, then ``materialize_incremental`` up to ``end`` (now)."""
+    with temporary_environment(trino_ca_environment(settings)):  # Feast's own Trino client
+        return _run_features(settings, end)
+
+
+def _run_features(settings: Settings, end: datetime | None) -> FeaturesReport:
     store = feature_store(settings)
     began = time.perf_counter()
     contents = apply_repo(store, settings)

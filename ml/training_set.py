@@ -29,10 +29,10 @@ from typing import TYPE_CHECKING
 import pandas as pd
 import trino
 
-from ml.feature_store import FEATURE_SERVICE, HISTORY_VIEW
+from ml.feature_store import FEATURE_SERVICE, HISTORY_VIEW, TRINO_IDENTITY
 from ml.features import APPLICATION_FIELDS, HISTORY_INPUTS, history_columns
-from safra.lakehouse import trino_connection
-from safra.settings import Settings
+from safra.lakehouse import PUBLISHED, trino_ca_environment, trino_connection
+from safra.settings import Settings, temporary_environment
 
 if TYPE_CHECKING:
     from feast import FeatureStore
@@ -93,18 +93,19 @@ def table_name(settings: Settings, layer: str, table: str) -> str:
 
 
 def current_snapshots(settings: Settings) -> dict[str, int]:
-    """The current snapshot id (branch ``main``) of every table in :data:`SOURCE_TABLES`.
+    """The published snapshot id (tag :data:`safra.lakehouse.PUBLISHED`: the last state whose
+    audit passed) of every table in :data:`SOURCE_TABLES`.
 
     ValueError naming the table when one is missing or has no snapshot (nothing loaded yet).
     """
     out: dict[str, int] = {}
-    conn = trino_connection(settings, "safra-training-set")
+    conn = trino_connection(settings, "safra-training-set", TRINO_IDENTITY)
     try:
         cur = conn.cursor()
         for name, (layer, table) in SOURCE_TABLES.items():
             refs = table_name(settings, layer, f'"{table}$refs"')
             try:
-                cur.execute(f"SELECT snapshot_id FROM {refs} WHERE name = 'main'")
+                cur.execute(f"SELECT snapshot_id FROM {refs} WHERE name = ?", [PUBLISHED])
                 rows = cur.fetchall()
             except trino.exceptions.TrinoUserError as exc:
                 raise ValueError(
@@ -113,7 +114,8 @@ def current_snapshots(settings: Settings) -> dict[str, int]:
                 ) from exc
             if not rows:
                 raise ValueError(
-                    f"{table_name(settings, layer, table)} has no snapshot yet: nothing loaded"
+                    f"{table_name(settings, layer, table)} has nothing published yet: "
+                    "run `safra transform` (its layer's audit must pass)"
                 )
             out[name] = int(rows[0][0])
     finally:
@@ -156,7 +158,7 @@ def entity_sql(
 
 
 def _count(settings: Settings, sql: str) -> int:
-    conn = trino_connection(settings, "safra-training-set")
+    conn = trino_connection(settings, "safra-training-set", TRINO_IDENTITY)
     try:
         cur = conn.cursor()
         cur.execute(f"SELECT count(*) FROM ({sql})")
@@ -193,9 +195,10 @@ def build_training_set(
         )
     service = store.get_feature_service(FEATURE_SERVICE)
     began = time.perf_counter()
-    joined = store.get_historical_features(
-        entity_df=sql, features=service, full_feature_names=True
-    ).to_df()
+    with temporary_environment(trino_ca_environment(settings)):  # Feast's own Trino client
+        joined = store.get_historical_features(
+            entity_df=sql, features=service, full_feature_names=True
+        ).to_df()
     seconds = time.perf_counter() - began
     frame = training_frame(joined)
     logger.info(

@@ -3,8 +3,8 @@
 dbt's ``profiles.yml`` and models read ``SAFRA_*`` variables through ``env_var()``; they are set
 from the settings object for the duration of one invocation and restored afterwards. dbt writes
 its target folder and logs under ``<data_dir>/dbt``, never into the repository. The pseudonym key
-reaches SQL (Trino computes the keyed hash), so after every invocation it is scrubbed from
-whatever dbt wrote to disk (compiled SQL, run results, manifest).
+is not among those variables: Trino computes pseudonyms with Safra's plugin functions and reads
+the key itself (``commands/stack/trino_pseudonym.py``), so no SQL, artifact or log of dbt holds it.
 """
 
 from __future__ import annotations
@@ -17,15 +17,13 @@ from pathlib import Path
 from typing import Any
 
 import pipelines
-from safra.lakehouse import trino_cursor
+from safra.lakehouse import trino_ca_environment, trino_cursor
 from safra.settings import Settings, temporary_environment
 
 log = logging.getLogger(__name__)
 
 DBT_PROJECT_DIR = Path(pipelines.__file__).resolve().parent.parent / "dbt"
 """The dbt project (and its profiles.yml); the project is installed editable."""
-
-SECRET_PLACEHOLDER = "<SAFRA_PSEUDONYM_KEY>"
 
 
 @dataclass(frozen=True)
@@ -69,16 +67,22 @@ class DbtInvocation:
 def dbt_environment(
     settings: Settings, *, bronze_schema: str | None = None, schema_prefix: str = ""
 ) -> dict[str, str]:
-    """The variables the dbt project reads, from ``settings`` (the key included)."""
+    """The variables the dbt project reads, from ``settings`` (the ETL identity's password
+    among them; the pseudonym key is not: Trino holds it)."""
+    user, password, _ = settings.trino_identity("etl")
+    verify = settings.trino_verify
     env = {
         "SAFRA_TRINO_HOST": settings.trino_host,
-        "SAFRA_TRINO_PORT": str(settings.trino_port),
-        "SAFRA_TRINO_USER": settings.trino_user,
+        "SAFRA_TRINO_HTTPS_PORT": str(settings.trino_https_port),
+        "SAFRA_TRINO_USER": user,
+        "SAFRA_TRINO_PASSWORD": password,
+        # dbt-trino reads `cert: true` as the system's trust store
+        "SAFRA_TRINO_CA_CERT": "true" if verify is True else str(verify),
         "SAFRA_ICEBERG_CATALOG": settings.iceberg_catalog,
         "SAFRA_SCHEMA_PREFIX": schema_prefix,
-        "SAFRA_PSEUDONYM_KEY": settings.require_pseudonym_key(),
         "DBT_SEND_ANONYMOUS_USAGE_STATS": "false",
         "DBT_TARGET_PATH": str(dbt_work_dir(settings) / "target"),
+        **trino_ca_environment(settings),
     }
     if bronze_schema is not None:
         env["SAFRA_BRONZE_SCHEMA"] = bronze_schema
@@ -112,32 +116,6 @@ def _log_event(event: Any) -> None:
         data = event.data
         node = data.node_info
         log.info("dbt %s %s: %s", node.resource_type, node.node_name, node.node_status)
-
-
-def scrub_secret(directory: Path, secret: str) -> int:
-    """Remove ``secret`` from every file under ``directory``: text files get a placeholder,
-    other files that contain it are deleted. Returns how many files were touched."""
-    if not secret or not directory.exists():
-        return 0
-    needle = secret.encode()
-    touched = 0
-    for path in directory.rglob("*"):
-        if not path.is_file():
-            continue
-        data = path.read_bytes()
-        if needle not in data:
-            continue
-        touched += 1
-        try:
-            text = data.decode("utf-8")
-        except UnicodeDecodeError:
-            path.unlink()
-            continue
-        if path.suffix in {".msgpack", ".pickle"}:
-            path.unlink()
-        else:
-            path.write_text(text.replace(secret, SECRET_PLACEHOLDER), encoding="utf-8")
-    return touched
 
 
 def run_dbt(
@@ -175,17 +153,12 @@ def run_dbt(
     ]
     began = time.perf_counter()
     log.info("dbt %s", " ".join(args))
-    try:
-        with temporary_environment(env):
-            outcome = dbtRunner(callbacks=[_log_event]).invoke(full_args)
-    finally:
-        scrub_secret(work, env["SAFRA_PSEUDONYM_KEY"])
+    with temporary_environment(env):
+        outcome = dbtRunner(callbacks=[_log_event]).invoke(full_args)
     seconds = time.perf_counter() - began
     results = getattr(outcome.result, "results", None) or []
     nodes = [_node_result(r) for r in results if hasattr(r, "node")]
-    error = None
-    if outcome.exception is not None:
-        error = str(outcome.exception).replace(env["SAFRA_PSEUDONYM_KEY"], SECRET_PLACEHOLDER)
+    error = None if outcome.exception is None else str(outcome.exception)
     invocation = DbtInvocation(
         args=list(args), success=bool(outcome.success), nodes=nodes, error=error, seconds=seconds
     )

@@ -1,8 +1,11 @@
 """Bronze -> silver -> gold: the dbt project, layer by layer, each layer behind its quality gate.
 
 For each layer in order: ``dbt build`` of the layer (incremental models, then their data tests),
-then the Great Expectations gate of the layer (``quality.gate.run_gate``). A failed build or a
-failed gate stops the run before the next layer: gold is never built on a silver that did not pass.
+then the Great Expectations gate of the layer (``quality.gate.run_gate``), then the layer is
+published (:mod:`pipelines.publish`: write–audit–publish). A failed build, a failed gate or a
+gate that could not run quarantines the layer's new batch and stops the run before the next
+layer; a gold run on its own first checks that silver is published (and refuses, saying why).
+Readers downstream read the published state only.
 """
 
 from __future__ import annotations
@@ -14,10 +17,12 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from pipelines import publish
 from pipelines.dbt_runner import DbtInvocation, ensure_schemas, run_dbt
 from safra import locks
 from safra.lakehouse import trino_cursor
 from safra.locks import Busy
+from safra.pseudonyms import check_trino_key
 from safra.settings import Settings
 
 if TYPE_CHECKING:
@@ -64,6 +69,8 @@ class TransformReport:
     test_warnings: list[str] = field(default_factory=list)
     tests_run: int = 0
     gates: dict[str, GateResult] = field(default_factory=dict)
+    published: dict[str, dict[str, int]] = field(default_factory=dict)
+    quarantined: dict[str, list[publish.Quarantined]] = field(default_factory=dict)
     stopped_at: str | None = None
     reason: str | None = None
     full_refresh: bool = False
@@ -97,6 +104,10 @@ class TransformReport:
                     "report_path": str(g.report_path),
                 }
                 for layer, g in self.gates.items()
+            },
+            "published": self.published,
+            "quarantined": {
+                layer: [q.__dict__ for q in tables] for layer, tables in self.quarantined.items()
             },
         }
 
@@ -212,13 +223,16 @@ def run_transform(
     business; off by default). ``gate`` replaces ``quality.gate.run_gate`` (tests only).
 
     Stops at the first failing build or gate: raises :class:`TransformFailed` carrying the
-    report (or, with ``raise_on_failure=False``, returns it with ``passed`` false).
+    report (or, with ``raise_on_failure=False``, returns it with ``passed`` false). Before
+    silver, :func:`safra.pseudonyms.check_trino_key` makes sure Trino pseudonymizes with
+    ``SAFRA_PSEUDONYM_KEY`` (a ValueError naming the fix otherwise).
     """
 
     unknown = [layer for layer in select_layers if layer not in LAYERS]
     if unknown:
         raise ValueError(f"unknown layers {unknown}; known: {list(LAYERS)}")
-    settings.require_pseudonym_key()
+    if "silver" in select_layers:  # Trino pseudonymizes: with Safra's plugin and this key
+        check_trino_key(settings)
     prefix = schema_prefix if schema_prefix is not None else settings.schema_prefix
     bronze = bronze_schema or settings.bronze_schema
     run_gate = gate or _default_gate()
@@ -251,7 +265,25 @@ def _transform(
             raise TransformFailed(report)
         return report
 
+    def quarantine(layer: str, before: dict[str, int | None], where: str, reason: str,
+                   report_path: str = "") -> TransformReport:  # fmt: skip
+        schema = f"{prefix}{layer}"
+        try:
+            report.quarantined[layer] = publish.quarantine(
+                settings, schema, layer, before, reason, report_path
+            )
+        except Exception as exc:  # the catalog is down too: the layer stays unpublished
+            reason += f"; could not quarantine the batch ({exc}): {schema} stays unpublished"
+        return stop(where, reason)
+
     for layer in layers:
+        schema = f"{prefix}{layer}"
+        if layer == "gold" and "silver" not in layers:
+            try:
+                publish.require_published(settings, f"{prefix}silver", "silver")
+            except publish.Unpublished as exc:
+                return stop("gold: silver is not published", str(exc))
+        before = publish.current_snapshots(settings, schema, layer)
         rows_in: dict[str, int | None] = {}
         if layer == "silver":
             rows_in = _bronze_rows_pending(settings, bronze, prefix, full_refresh)
@@ -265,14 +297,24 @@ def _transform(
         build = run_dbt(args, settings, bronze_schema=bronze, schema_prefix=prefix)
         _record_build(report, layer, build, rows_in)
         if not build.success:
-            return stop(f"{layer} dbt build", "; ".join(build.failures()) or "dbt build failed")
+            reason = "; ".join(build.failures()) or "dbt build failed"
+            return quarantine(layer, before, f"{layer} dbt build", reason)
 
-        result = run_gate(layer, settings, schema_prefix=prefix)
+        try:
+            result = run_gate(layer, settings, schema_prefix=prefix)
+        except Exception as exc:  # a gate that cannot run (Trino down...) has not passed
+            return quarantine(
+                layer, before, f"{layer} quality gate", f"the gate could not run: {exc}"
+            )
         report.gates[layer] = result
         if not result.passed:
-            return stop(f"{layer} quality gate", "; ".join(result.critical_failures))
+            reason = "; ".join(result.critical_failures)
+            return quarantine(
+                layer, before, f"{layer} quality gate", reason, str(result.report_path)
+            )
+        report.published[layer] = publish.publish(settings, schema, layer, str(result.report_path))
         log.info(
-            "%s: built and passed its gate (%d warnings)",
+            "%s: built, passed its gate (%d warnings), published",
             layer,
             len(getattr(result, "warnings", [])),
         )

@@ -40,8 +40,12 @@ from great_expectations.expectations.row_conditions import deserialize_row_condi
 
 from quality.report import ExpectationOutcome, write_report
 from quality.suites import bronze, gold, silver
-from safra.lakehouse import trino_sqlalchemy_url
-from safra.settings import Settings
+from safra.lakehouse import (
+    trino_ca_environment,
+    trino_sqlalchemy_connect_args,
+    trino_sqlalchemy_url,
+)
+from safra.settings import Settings, temporary_environment
 
 log = logging.getLogger(__name__)
 
@@ -115,22 +119,25 @@ def run_gate(
     schema = layer_schema(layer, schema_prefix, bronze_schema)
     suites = LAYERS[layer]()
     url = trino_sqlalchemy_url(settings, schema)
+    connect_args = trino_sqlalchemy_connect_args(settings)
     where = f"{settings.iceberg_catalog}.{schema}"
     log.info("quality gate %s: %d tables in %s", layer, len(suites), where)
 
-    checked_rows = _row_counts(url, schema, list(suites))
-    outcomes_by_table: dict[str, list[ExpectationOutcome]] = {}
-    units: list[tuple[str, list[Expectation]]] = []
-    for table, expectations in suites.items():
-        if table not in checked_rows:
-            outcomes_by_table[table] = [_missing_table(table, schema)]
-            continue
-        units.extend((table, chunk) for chunk in _chunks(expectations, CHUNK_SIZE))
+    # the trino client's requests session would let REQUESTS_CA_BUNDLE replace `verify`
+    with temporary_environment(trino_ca_environment(settings)):
+        checked_rows = _row_counts(url, connect_args, schema, list(suites))
+        outcomes_by_table: dict[str, list[ExpectationOutcome]] = {}
+        units: list[tuple[str, list[Expectation]]] = []
+        for table, expectations in suites.items():
+            if table not in checked_rows:
+                outcomes_by_table[table] = [_missing_table(table, schema)]
+                continue
+            units.extend((table, chunk) for chunk in _chunks(expectations, CHUNK_SIZE))
 
-    with ThreadPoolExecutor(max_workers=max(1, min(MAX_WORKERS, len(units)))) as pool:
-        chunk_outcomes = list(
-            pool.map(lambda unit: _validate(url, schema, unit[0], unit[1]), units)
-        )
+        with ThreadPoolExecutor(max_workers=max(1, min(MAX_WORKERS, len(units)))) as pool:
+            chunk_outcomes = list(
+                pool.map(lambda unit: _validate(url, connect_args, schema, unit[0], unit[1]), units)
+            )
     for (table, _), outcomes in zip(units, chunk_outcomes, strict=True):
         outcomes_by_table.setdefault(table, []).extend(outcomes)
     outcomes = [o for table in suites for o in outcomes_by_table.get(table, [])]
@@ -159,9 +166,11 @@ def run_gate(
     return result
 
 
-def _row_counts(url: str, schema: str, tables: Sequence[str]) -> dict[str, int]:
+def _row_counts(
+    url: str, connect_args: dict[str, Any], schema: str, tables: Sequence[str]
+) -> dict[str, int]:
     """Rows of each table of ``tables`` that exists in ``schema`` (absent: not in the dict)."""
-    engine = sa.create_engine(url)
+    engine = sa.create_engine(url, connect_args=connect_args)
     try:
         with engine.connect() as conn:
             existing = set(
@@ -212,11 +221,17 @@ def ephemeral_context() -> Any:
 
 
 def _validate(
-    url: str, schema: str, table: str, expectations: list[Expectation]
+    url: str,
+    connect_args: dict[str, Any],
+    schema: str,
+    table: str,
+    expectations: list[Expectation],
 ) -> list[ExpectationOutcome]:
     """Run ``expectations`` on ``schema.table`` in Trino; one outcome per expectation."""
     context = ephemeral_context()
-    source = context.data_sources.add_sql(name="trino", connection_string=url)
+    source = context.data_sources.add_sql(
+        name="trino", connection_string=url, kwargs={"connect_args": connect_args}
+    )
     try:
         asset = source.add_table_asset(name=table, table_name=table)
     except TestConnectionError as exc:  # dropped between the count and now, or unreadable

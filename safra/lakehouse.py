@@ -25,6 +25,15 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+PUBLISHED = "published"
+"""The Iceberg tag of silver and gold tables that readers downstream read: the last state whose
+audit (dbt tests and quality gate) passed (``pipelines.publish``)."""
+
+
+def published(table_sql: str) -> str:
+    """``table_sql`` read at its :data:`PUBLISHED` tag (Trino's ``FOR VERSION AS OF``)."""
+    return f"{table_sql} FOR VERSION AS OF '{PUBLISHED}'"
+
 
 def spark_packages(s: Settings) -> list[str]:
     """Maven coordinates of the connectors; Kafka and Avro must match pyspark's version."""
@@ -101,24 +110,79 @@ def iceberg_catalog(settings: Settings | None = None) -> Catalog:
 # --- Trino ------------------------------------------------------------------------------------
 
 
-def trino_connection(settings: Settings, source: str = "safra") -> Any:
-    """A Trino DB-API connection to the Iceberg catalog (``source`` names the caller in Trino's
-    query list). The caller closes it; :func:`trino_cursor` does that for a block."""
+class TrinoPasswordRefused(ValueError):
+    """Trino answered 401: the identity's password is not the one Trino holds."""
+
+
+def _refused(user: str, variable: str, url: str) -> Any:
+    """A requests response hook turning Trino's 401 into one message naming the setting."""
+
+    def hook(response: Any, *_args: Any, **_kwargs: Any) -> Any:
+        if response.status_code == 401:
+            raise TrinoPasswordRefused(
+                f"Trino at {url} refused the password of user {user} (401 Unauthorized). Fix: "
+                f"check {variable} in .env (the local stack reads it at `safra stack up`; after "
+                "changing it, run `safra stack up` again)"
+            )
+        return response
+
+    return hook
+
+
+def _basic_auth(user: str, password: str, variable: str, url: str) -> Any:
+    import trino.auth
+
+    class Auth(trino.auth.BasicAuthentication):
+        def set_http_session(self, http_session: Any) -> Any:
+            http_session = super().set_http_session(http_session)
+            http_session.hooks["response"].append(_refused(user, variable, url))
+            return http_session
+
+    return Auth(user, password)
+
+
+def trino_ca_environment(settings: Settings) -> dict[str, str]:
+    """``REQUESTS_CA_BUNDLE`` / ``CURL_CA_BUNDLE`` naming Trino's CA bundle (nothing for the
+    system's trust store). requests lets these variables override a session's own ``verify``, so
+    a machine that sets them would make every Trino client distrust the local certificate: the
+    libraries that open their own Trino connections (dbt, Great Expectations, Feast) run with
+    these values for the duration of their call (:func:`safra.settings.temporary_environment`);
+    :func:`trino_connection` ignores the environment instead."""
+    verify = settings.trino_verify
+    return {} if verify is True else {"REQUESTS_CA_BUNDLE": verify, "CURL_CA_BUNDLE": verify}
+
+
+def trino_connection(settings: Settings, source: str = "safra", identity: str = "etl") -> Any:
+    """A Trino DB-API connection to the Iceberg catalog as ``identity`` (``etl``: reads and
+    writes every layer; ``ml``: reads gold and what training and drift read; ``analyst``: reads
+    silver and gold), over HTTPS with the certificate verified. ``source`` names the caller in
+    Trino's query list. The caller closes it; :func:`trino_cursor` does that for a block.
+
+    A wrong password raises :class:`TrinoPasswordRefused` naming the setting (at the first
+    statement: connecting is lazy); a missing one, ValueError naming the fix."""
+    import requests
     import trino
 
+    user, password, variable = settings.trino_identity(identity)
+    session = requests.Session()
+    session.trust_env = False  # REQUESTS_CA_BUNDLE would replace `verify` (see above)
+    session.verify = settings.trino_verify
     return trino.dbapi.connect(
         host=settings.trino_host,
-        port=settings.trino_port,
-        user=settings.trino_user,
+        port=settings.trino_https_port,
+        user=user,
+        auth=_basic_auth(user, password, variable, settings.trino_url),
+        http_scheme="https",
+        http_session=session,
         catalog=settings.iceberg_catalog,
         source=source,
     )
 
 
 @contextmanager
-def trino_cursor(settings: Settings, source: str = "safra") -> Iterator[Any]:
-    """A cursor on a fresh Trino connection, closed when the block ends."""
-    conn = trino_connection(settings, source)
+def trino_cursor(settings: Settings, source: str = "safra", identity: str = "etl") -> Iterator[Any]:
+    """A cursor on a fresh Trino connection (as ``identity``), closed when the block ends."""
+    conn = trino_connection(settings, source, identity)
     try:
         yield conn.cursor()
     finally:
@@ -126,10 +190,14 @@ def trino_cursor(settings: Settings, source: str = "safra") -> Iterator[Any]:
 
 
 def trino_query(
-    settings: Settings, sql: str, params: Sequence[Any] | None = None, source: str = "safra"
+    settings: Settings,
+    sql: str,
+    params: Sequence[Any] | None = None,
+    source: str = "safra",
+    identity: str = "etl",
 ) -> list[list[Any]]:
-    """The rows of one statement (DDL and DML return their one status row)."""
-    with trino_cursor(settings, source) as cur:
+    """The rows of one statement (DDL and DML return their one status row), as ``identity``."""
+    with trino_cursor(settings, source, identity) as cur:
         cur.execute(sql, list(params) if params is not None else None)
         return [list(row) for row in cur.fetchall()]
 
@@ -153,8 +221,19 @@ def drop_schemas(settings: Settings, schemas: Iterable[str], source: str = "safr
             cur.fetchall()
 
 
-def trino_sqlalchemy_url(settings: Settings, schema: str) -> str:
-    """SQLAlchemy URL of Trino's Iceberg catalog with ``schema`` as the session's schema."""
-    user = quote(settings.trino_user, safe="")
-    host = f"{settings.trino_host}:{settings.trino_port}"
-    return f"trino://{user}@{host}/{settings.iceberg_catalog}/{quote(schema, safe='')}"
+def trino_sqlalchemy_url(settings: Settings, schema: str, identity: str = "etl") -> str:
+    """SQLAlchemy URL of Trino's Iceberg catalog with ``schema`` as the session's schema, as
+    ``identity`` (with :func:`trino_sqlalchemy_connect_args`: HTTPS, the certificate
+    verified). It carries the password: hand it to SQLAlchemy, never to a log."""
+    user, password, _ = settings.trino_identity(identity)
+    host = f"{settings.trino_host}:{settings.trino_https_port}"
+    return (
+        f"trino://{quote(user, safe='')}:{quote(password, safe='')}@{host}/"
+        f"{settings.iceberg_catalog}/{quote(schema, safe='')}"
+    )
+
+
+def trino_sqlalchemy_connect_args(settings: Settings) -> dict[str, Any]:
+    """``connect_args`` of a SQLAlchemy engine on :func:`trino_sqlalchemy_url`: HTTPS, and the
+    CA bundle (or the system's trust store) verifying Trino's certificate."""
+    return {"http_scheme": "https", "verify": settings.trino_verify}

@@ -13,6 +13,7 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 from urllib.parse import urlsplit, urlunsplit
 
 from pydantic import Field, SecretStr, model_validator
@@ -58,11 +59,27 @@ class Settings(BaseSettings):
     iceberg_catalog: str = "iceberg"
     iceberg_warehouse: str = ""
 
-    # Trino
+    # Trino: clients speak HTTPS with a password (trino_https_port); the HTTP port (trino_port)
+    # serves Trino's internal communication and refuses clients' credentials. Three identities
+    # (file-based access control, commands/stack/trino_security.py): the ETL identity
+    # (trino_user), the analyst, the ML identity.
     trino_version: str = "476"
     trino_port: int = 8080
+    trino_https_port: int = 8443
     trino_host: str = ""
-    trino_user: str = "safra"
+    trino_user: str = Field(default="safra", description="the ETL identity: reads and writes")
+    trino_password: SecretStr = Field(default=SecretStr(""), description="its password (.env)")
+    trino_analyst_user: str = Field(default="safra-analyst", description="reads silver, gold")
+    trino_analyst_password: SecretStr = Field(default=SecretStr(""), description="(.env)")
+    trino_ml_user: str = Field(
+        default="safra-ml", description="reads gold, the silver tables training reads"
+    )
+    trino_ml_password: SecretStr = Field(default=SecretStr(""), description="(.env)")
+    trino_ca_cert: str = Field(
+        default="",
+        description="CA bundle verifying Trino's certificate: empty = the local stack's own "
+        "(<data_dir>/trino/tls/cert.pem), `system` = the system's trust store",
+    )
     trino_heap: str = "2G"
 
     # Redis
@@ -166,6 +183,8 @@ class Settings(BaseSettings):
             self.iceberg_warehouse = (self.data_dir / "warehouse").as_uri()
         if not self.trino_host:
             self.trino_host = host
+        if not self.trino_ca_cert:
+            self.trino_ca_cert = str(self.trino_local_cert)
         if not self.redis_url:
             auth = f":{self.redis_password.get_secret_value()}@" if self.redis_password else ""
             self.redis_url = f"redis://{auth}{host}:{self.redis_port}/0"
@@ -195,7 +214,41 @@ class Settings(BaseSettings):
 
     @property
     def trino_url(self) -> str:
-        return f"http://{self.trino_host}:{self.trino_port}"
+        """Where clients reach Trino (HTTPS, a password per identity)."""
+        return f"https://{self.trino_host}:{self.trino_https_port}"
+
+    @property
+    def trino_local_cert(self) -> Path:
+        """The local stack's self-signed certificate of Trino (public: clients verify with it)."""
+        return self.data_dir / "trino" / "tls" / "cert.pem"
+
+    @property
+    def trino_verify(self) -> str | Literal[True]:
+        """What clients verify Trino's certificate with: a CA bundle's path, or True for the
+        system's trust store (``SAFRA_TRINO_CA_CERT=system``). Never False."""
+        return True if self.trino_ca_cert == "system" else self.trino_ca_cert
+
+    def trino_identity(self, identity: str = "etl") -> tuple[str, str, str]:
+        """``(user, password, variable naming the password)`` of a Trino identity: ``etl``
+        (reads and writes every layer), ``analyst`` (reads silver and gold), ``ml`` (reads gold
+        and the silver tables training reads). ValueError naming the fix for an unknown identity
+        or a missing password."""
+        fields = {
+            "etl": ("trino_user", "trino_password"),
+            "analyst": ("trino_analyst_user", "trino_analyst_password"),
+            "ml": ("trino_ml_user", "trino_ml_password"),
+        }
+        if identity not in fields:
+            raise ValueError(f"unknown Trino identity {identity!r}; known: {', '.join(fields)}")
+        user_field, password_field = fields[identity]
+        password = getattr(self, password_field).get_secret_value()
+        variable = f"SAFRA_{password_field.upper()}"
+        if not password:
+            raise ValueError(
+                f"{variable} is empty: Trino asks every client for a password. Fix: `make env` "
+                "(generates it into .env) or set it in the environment."
+            )
+        return getattr(self, user_field), password, variable
 
     @property
     def logs_dir(self) -> Path:

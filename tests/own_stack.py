@@ -29,6 +29,7 @@ ENVIRONMENT: dict[str, str] = {
     "SAFRA_ICEBERG_REST_URI": "",
     "SAFRA_ICEBERG_WAREHOUSE": "",
     "SAFRA_TRINO_HOST": "",
+    "SAFRA_TRINO_CA_CERT": "",
     "SAFRA_REDIS_URL": "",
     "SAFRA_MLFLOW_TRACKING_URI": "",
 }

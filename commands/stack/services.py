@@ -15,6 +15,7 @@ import logging
 import os
 import secrets
 import shutil
+import ssl
 import subprocess
 import sys
 import tarfile
@@ -24,7 +25,7 @@ import zipfile
 from collections.abc import Callable
 from pathlib import Path
 
-from commands.stack import mlflow_auth
+from commands.stack import mlflow_auth, trino_pseudonym, trino_security
 from commands.stack.process import ServiceSpec
 from commands.stack.provision import (
     ProvisionError,
@@ -44,9 +45,12 @@ def _resource(name: str) -> str:
     return importlib.resources.files("commands.stack").joinpath("resources", name).read_text()
 
 
-def _http_ok(url: str, check: Callable[[bytes], bool] = lambda _b: True) -> Callable[[], bool]:
+def _http_ok(
+    url: str, check: Callable[[bytes], bool] = lambda _b: True, cafile: Path | None = None
+) -> Callable[[], bool]:
     def probe() -> bool:
-        with urllib.request.urlopen(url, timeout=2) as resp:
+        context = ssl.create_default_context(cafile=str(cafile)) if cafile else None
+        with urllib.request.urlopen(url, timeout=2, context=context) as resp:
             return resp.status == 200 and check(resp.read())
 
     return probe
@@ -274,8 +278,15 @@ def trino_spec(s: Settings) -> ServiceSpec:
     home = _trino_home(s, find_java(17, s.java_home, "Maven"))
     data = s.data_dir / "trino"
     etc = data / "etc"
+    # Safra's pseudonym functions: their plugin beside Trino's, their key in a 0600 file
+    plugin = trino_pseudonym.pseudonym_plugin(s, java_home, home)
+    plugins = trino_pseudonym.plugin_dir(s, home, plugin)
+    key_file = trino_pseudonym.write_key_file(s, etc)
     port = s.trino_port
-    _write(
+    # --- security: TLS, passwords, access control (commands/stack/trino_security.py) ---
+    security = trino_security.provision(s, etc)
+    # --- end security ---
+    trino_security.write_private(  # 0600: it holds the internal shared secret
         etc / "config.properties",
         "\n".join(
             [
@@ -283,9 +294,10 @@ def trino_spec(s: Settings) -> ServiceSpec:
                 "node-scheduler.include-coordinator=true",
                 f"http-server.http.port={port}",
                 f"discovery.uri=http://{s.bind_host}:{port}",
-                f"plugin.dir={home / 'plugin'}",
+                f"plugin.dir={plugins}",
                 "query.max-memory=1GB",
                 "query.max-memory-per-node=1GB",
+                *security,
                 "",
             ]
         ),
@@ -299,6 +311,8 @@ def trino_spec(s: Settings) -> ServiceSpec:
                 "iceberg.catalog.type=rest",
                 f"iceberg.rest-catalog.uri={s.iceberg_rest_uri}",
                 "fs.native-local.enabled=true",
+                # `/`, not the warehouse: Trino resolves a location's path under this root, and
+                # Spark and pyiceberg write absolute file:// locations (README: what stays open)
                 "local.location=/",
                 # `safra forget`/`safra retention` expire every older snapshot (0s): erased
                 # data must not survive in a snapshot (pipelines.erasure)
@@ -315,10 +329,14 @@ def trino_spec(s: Settings) -> ServiceSpec:
         f"-Dconfig={etc / 'config.properties'}", f"-Dlog.levels-file={etc / 'log.properties'}",
         f"-Dcatalog.config-dir={etc / 'catalog'}", "-Dnode.environment=safra",
         "-Dnode.id=safra-local-1", f"-Dnode.data-dir={data / 'data'}",
+        f"-D{trino_pseudonym.KEY_FILE_PROPERTY}={key_file}",
         f"-Dnode.internal-address={s.bind_host}", f"-Dnode.bind-ip={s.bind_host}",
         "io.trino.server.TrinoServer",
     ]  # fmt: skip
-    started = _http_ok(f"{s.trino_url}/v1/info", lambda b: json.loads(b).get("starting") is False)
+    started = _http_ok(  # over HTTPS, verified with the stack's own certificate
+        f"{s.trino_url}/v1/info", lambda b: json.loads(b).get("starting") is False,
+        cafile=s.trino_local_cert,
+    )  # fmt: skip
     return ServiceSpec(
         "trino", port, cmd, cwd=home, ready=started, ready_timeout_s=max(s.ready_timeout_s, 180),
         nofile=4096, url=s.trino_url,

@@ -3,6 +3,8 @@
 A test gets a unique schema prefix (``it_<name>_<hex>_``): ``<prefix>silver`` and ``<prefix>gold``
 hold tables with the real tables' names and the columns that the gold models, the feature views
 and the training set read (declared here, so that a test never depends on the real tables).
+What a test inserts stands for audited data: each insert moves the table's ``published`` tag
+(what Feast, the training set and drift read) to it.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from safra.lakehouse import drop_schemas, trino_connection
+from safra.lakehouse import PUBLISHED, drop_schemas, iceberg_catalog, trino_connection
 from safra.settings import Settings
 
 SILVER_APPLICATIONS = {
@@ -116,6 +118,14 @@ def sql_literal(value: Any) -> str:
     return "'" + str(value).replace("'", "''") + "'"
 
 
+def publish_table(settings: Settings, schema: str, table: str) -> None:
+    """Point the table's published tag at its current snapshot (as a passed audit does)."""
+    iceberg = iceberg_catalog(settings).load_table((schema, table))
+    snapshot = iceberg.current_snapshot()
+    if snapshot is not None:
+        iceberg.manage_snapshots().create_tag(snapshot.snapshot_id, PUBLISHED).commit()
+
+
 class TestLakehouse:
     """Schemas ``<prefix>silver`` / ``<prefix>gold`` of one test, dropped by :meth:`drop`."""
 
@@ -127,6 +137,7 @@ class TestLakehouse:
         self.catalog = settings.iceberg_catalog
         self.conn = trino_connection(settings, source=f"it-{name}")
         self.tables: list[str] = []
+        self.identifiers: dict[str, tuple[str, str]] = {}
         for layer in ("silver", "gold"):
             self.execute(f'CREATE SCHEMA IF NOT EXISTS {self.catalog}."{self.prefix}{layer}"')
 
@@ -143,6 +154,7 @@ class TestLakehouse:
         cols = ", ".join(f'"{c}" {t}' for c, t in columns.items())
         self.execute(f"CREATE TABLE {full} ({cols})")
         self.tables.append(full)
+        self.identifiers[full] = (f"{self.prefix}{layer}", table)
         return full
 
     def insert(
@@ -155,6 +167,10 @@ class TestLakehouse:
                 "(" + ", ".join(sql_literal(v) for v in row) + ")" for row in pending[i : i + batch]
             )
             self.execute(f"INSERT INTO {table} ({cols}) VALUES {values}")
+        self.publish(table)
+
+    def publish(self, table: str) -> None:
+        publish_table(self.settings, *self.identifiers[table])
 
     def snapshot(self, layer: str, table: str) -> str:
         refs = self.name(layer, f'"{table}$refs"')

@@ -125,6 +125,49 @@ def test_lakehouse_gold_builds_gold_then_materializes(
     assert _gate_report(local_stack, "gold").stat().st_mtime > began
 
 
+def test_a_failed_silver_gate_fails_the_gold_dag_with_its_reason(
+    airflow_env: dict[str, str], local_stack: Settings
+) -> None:
+    """A batch failing the silver gate arrives through Kafka: the silver DAG's transform fails
+    and quarantines it; the gold DAG's transform then refuses to run on the unpublished silver,
+    saying why, and nothing is materialized. Afterwards the batch is removed at its source and
+    silver published again, so the tests after this one run on what they would have."""
+    from pipelines.producer import AvroEncoder, make_producer
+    from pipelines.simulator import generate_applications
+    from pipelines.transform import run_transform
+    from safra.lakehouse import trino_query
+    from tests.integration.test_transform import _invalidate
+
+    now = datetime.now(UTC)
+    apps = generate_applications(
+        200, SEED + 7, now - timedelta(days=900), now - timedelta(days=400)
+    )
+    apps = [_invalidate(a, "amount") if i < 60 else a for i, a in enumerate(apps)]
+    encoder, producer = AvroEncoder("application", 2), make_producer(local_stack)
+    for app in apps:
+        producer.produce(local_stack.topic_applications, encoder(app),
+                         app["id_solicitacao"].encode(), headers=encoder.headers)  # fmt: skip
+    assert producer.flush(30) == 0
+    bronze = f'{local_stack.iceberg_catalog}."{local_stack.bronze_schema}".applications'
+    try:
+        verbose = {**airflow_env, "AIRFLOW__LOGGING__LOGGING_LEVEL": "INFO"}  # the task's output
+        silver = run_dag("lakehouse_silver", verbose)
+        assert_ran_in_order(silver, [("ingest_bronze", "success"), ("transform_silver", "failed")])
+        tail = silver["output_tail"]
+        assert "registro_valido" in tail, tail[-4000:]
+        assert "quarantined as tag 'quarantine-silver-" in tail, tail[-4000:]
+
+        gold = run_dag("lakehouse_gold", verbose)
+        ran = {t["task_id"]: t["state"] for t in gold["tasks"]}
+        assert ran == {"transform_gold": "failed", "materialize_features": "upstream_failed"}
+        assert "silver is not published" in gold["output_tail"], gold["output_tail"][-4000:]
+        assert "quarantine-silver-" in gold["output_tail"]
+    finally:
+        keys = ", ".join(f"'{a['id_solicitacao']}'" for a in apps)
+        trino_query(local_stack, f"delete from {bronze} where id_solicitacao in ({keys})")
+        assert run_transform(local_stack, select_layers=["silver"]).passed
+
+
 def test_model_retraining_trains_then_promotes(
     airflow_env: dict[str, str], local_stack: Settings, model_name: str
 ) -> None:
@@ -188,6 +231,7 @@ def test_stack_up_with_airflow_serves_the_ui_and_down_stops_only_airflow(
     env = {
         **{k: v for k, v in os.environ.items() if not k.startswith("AIRFLOW")},
         "SAFRA_DATA_DIR": str(tmp_path / "data"),
+        "SAFRA_TRINO_CA_CERT": local_stack.trino_ca_cert,  # the shared stack's certificate
         "SAFRA_STACK_SERVICES": "",
         "SAFRA_AIRFLOW_PORT": str(port),
     }

@@ -35,7 +35,9 @@ from ml.registry import CHAMPION, load_version, tracking_client
 from ml.train import train_and_register
 from pipelines.simulator import applications_frame, generate_applications, generate_outcomes
 from safra import settings as settings_module
+from safra.lakehouse import trino_connection
 from safra.settings import Settings
+from tests.integration.lakehouse_tables import publish_table
 
 pytestmark = pytest.mark.stack
 
@@ -143,10 +145,7 @@ def lakehouse(champion, local_stack: Settings) -> Iterator[dict[str, str]]:
     raw = _applications(1_200, seed=206, scenario="bureau_recalibration", year=2026)
     inputs = current_inputs(raw, load_version(local_stack, *champion))
     cat = local_stack.iceberg_catalog
-    conn = trino.dbapi.connect(
-        host=local_stack.trino_host, port=local_stack.trino_port, user=local_stack.trino_user,
-        catalog=cat,
-    )  # fmt: skip
+    conn = trino_connection(local_stack, source="it-drift")
     cur = conn.cursor()
 
     def run(sql: str) -> None:
@@ -192,6 +191,7 @@ def lakehouse(champion, local_stack: Settings) -> Iterator[dict[str, str]]:
                     f"map(array[{names}], cast(array[{vals}] as array(double))))"
                 )
             run(f'insert into {cat}."{bronze}".scored_requests values {", ".join(scored)}')
+        publish_table(local_stack, silver, "silver_applications")
         yield {"schema_prefix": tag, "bronze_schema": bronze}
     finally:
         for schema, table in ((silver, "silver_applications"), (bronze, "scored_requests")):
@@ -209,6 +209,7 @@ def test_cli_reads_the_lakehouse_and_prints_json(
     monkeypatch.setenv("SAFRA_SCHEMA_PREFIX", lakehouse["schema_prefix"])
     monkeypatch.setenv("SAFRA_BRONZE_SCHEMA", lakehouse["bronze_schema"])
     monkeypatch.setenv("SAFRA_DATA_DIR", str(tmp_path))
+    monkeypatch.setenv("SAFRA_TRINO_CA_CERT", local_stack.trino_ca_cert)  # the stack's own
     settings_module.get_settings.cache_clear()
     try:
         out = CliRunner().invoke(app, ["drift", "--json", "--model-name", champion[0]])

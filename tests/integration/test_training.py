@@ -23,6 +23,7 @@ from ml.promote import run_promote
 from ml.registry import CHALLENGER, CHAMPION, tracking_client, version_by_alias
 from ml.train import run_train
 from pipelines.dbt_runner import run_dbt
+from pipelines.publish import publish
 from pipelines.simulator import (
     applications_frame,
     best_achievable_auc,
@@ -87,6 +88,7 @@ def lake(local_stack: Settings, simulated: pd.DataFrame) -> Iterator[TestLakehou
         gold = run_dbt(["run", "--select", "path:models/gold"], local_stack,
                        schema_prefix=lake.prefix)  # fmt: skip
         assert gold.success, gold.failures
+        publish(local_stack, f"{lake.prefix}gold", "gold")  # as a passed gold audit does
         yield lake
     finally:
         lake.drop()

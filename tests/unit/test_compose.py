@@ -319,7 +319,9 @@ def test_x_safra_env_points_safra_at_the_containers(
     endpoints = {
         "kafka": (kafka_host, int(kafka_port)),
         "iceberg-rest": (urlsplit(s.iceberg_rest_uri).hostname, urlsplit(s.iceberg_rest_uri).port),
-        "trino": (s.trino_host, urlsplit(s.trino_url).port),
+        # the compose Trino has no TLS nor passwords yet (README, distributed mode): its HTTP
+        # port is the local stack's internal one
+        "trino": (s.trino_host, s.trino_port),
         "redis": (urlsplit(s.redis_url).hostname, urlsplit(s.redis_url).port),
         "mlflow": (urlsplit(s.mlflow_tracking_uri).hostname, urlsplit(s.mlflow_tracking_uri).port),
     }

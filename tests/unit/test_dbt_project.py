@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 
 from pipelines.dbt_runner import DBT_PROJECT_DIR
+from pipelines.publish import LAYER_TABLES
 
 RULE_UNIT_TESTS = {
     "silver_applications_classificacao_propriedade_thresholds",
@@ -56,6 +57,16 @@ def test_the_layers_have_their_models(manifest: Any) -> None:
         "silver_applications", "silver_outcomes",
         "proponente_features", "location_features", "risk_features",
     }  # fmt: skip
+    layers = {layer: {n for n, m in _models(manifest).items() if m.fqn[1] == layer}
+              for layer in LAYER_TABLES}  # fmt: skip
+    assert layers == {layer: set(tables) for layer, tables in LAYER_TABLES.items()}
+
+
+def test_gold_reads_silver_at_its_published_tag_only(manifest: Any) -> None:
+    """Write–audit–publish: gold never reads a silver row its audit has not passed."""
+    for name in LAYER_TABLES["gold"]:
+        code = _models(manifest)[name].raw_code
+        assert code.count("published(ref('silver_") == code.count("ref('silver_") == 2, name
     for name, node in _models(manifest).items():
         layer = node.fqn[1]
         assert node.config.schema == layer, name
@@ -122,12 +133,16 @@ def test_no_secret_or_raw_pii_in_the_project() -> None:
              and p.suffix in {".sql", ".yml"} and "target" not in p.parts}  # fmt: skip
     for path, text in texts.items():
         assert "SAFRA_PSEUDONYM_KEY=" not in text, path
+        assert "env_var('SAFRA_PSEUDONYM_KEY'" not in text, path  # Trino reads the key, not dbt
     profiles = texts[DBT_PROJECT_DIR / "profiles.yml"]
-    assert "env_var('SAFRA_TRINO_HOST'" in profiles and "password" not in profiles
+    assert "env_var('SAFRA_TRINO_HOST'" in profiles
+    # the password comes from the environment (dbt_runner.dbt_environment), never a literal
+    assert "password: \"{{ env_var('SAFRA_TRINO_PASSWORD') }}\"" in profiles
+    assert profiles.count("password") == 1
     # raw tax ids and names are read by silver_applications only, and hashed there
     for path, text in texts.items():
         if path.suffix == ".sql" and path.parent.name in {"silver", "gold"}:
-            body = text.replace("pseudonymize('cpf_cnpj')", "").replace(
+            body = text.replace("pseudonymize_tax_id('cpf_cnpj')", "").replace(
                 "pseudonymize('nome_razao_social')", "")  # fmt: skip
             body = body.replace("is_valid_tax_id('cpf_cnpj', 'tipo_pessoa')", "")
             assert "cpf_cnpj," not in body and "nome_razao_social" not in body, path

@@ -6,6 +6,7 @@ import os
 from datetime import timedelta
 
 import pytest
+from pydantic import SecretStr
 
 from ml.feature_store import (
     FEATURE_SERVICE,
@@ -45,10 +46,11 @@ def test_views_read_gold_in_place_with_their_ttls(contents) -> None:
     assert views["localizacao_perfil"].entities == ["localizacao_uf", "localizacao_municipio"]
     assert views["segmento_risco_perfil"].entities == ["segmento_faixa_risco", "segmento_cultura"]
     tables = {v.name: v.batch_source.get_table_query_string() for v in views.values()}
-    assert tables == {
-        HISTORY_VIEW: "gold.proponente_features",
-        "localizacao_perfil": "gold.location_features",
-        "segmento_risco_perfil": "gold.risk_features",
+    at_published = "(SELECT * FROM gold.{} FOR VERSION AS OF 'published')"
+    assert tables == {  # the audited state only (pipelines/publish.py)
+        HISTORY_VIEW: at_published.format("proponente_features"),
+        "localizacao_perfil": at_published.format("location_features"),
+        "segmento_risco_perfil": at_published.format("risk_features"),
     }
     assert {v.batch_source.timestamp_field for v in views.values()} == {"feature_timestamp"}
     assert all(v.online for v in views.values())
@@ -57,7 +59,7 @@ def test_views_read_gold_in_place_with_their_ttls(contents) -> None:
 def test_the_gold_schema_follows_the_schema_prefix() -> None:
     prefixed = repo_contents(Settings(schema_prefix="it_x_", feast_project="unit"))
     tables = {v.batch_source.get_table_query_string() for v in prefixed.feature_views}
-    assert "it_x_gold.proponente_features" in tables
+    assert "(SELECT * FROM it_x_gold.proponente_features FOR VERSION AS OF 'published')" in tables
 
 
 def test_feast_settings_do_not_leak_into_the_environment(monkeypatch) -> None:
@@ -106,14 +108,18 @@ def test_the_service_carries_every_column_the_history_inputs_read(contents) -> N
 
 def test_feast_environment_comes_from_settings(tmp_path) -> None:
     s = Settings(
-        data_dir=tmp_path, feast_project="p1", trino_host="trino.example", trino_port=8443,
+        data_dir=tmp_path, feast_project="p1", trino_host="trino.example", trino_https_port=9443,
+        trino_ml_password=SecretStr("ml-secret"),
         redis_url="redis://:not-a-real-pw@redis.example:6380/2", schema_prefix="pre_",
     )  # fmt: skip
     env = feast_environment(s)
     assert env["SAFRA_FEAST_PROJECT"] == "p1"
     assert env["SAFRA_FEAST_REGISTRY"] == str(tmp_path.resolve() / "feast" / "p1" / "registry.db")
     assert env["SAFRA_FEAST_TRINO_HOST"] == "trino.example"
-    assert env["SAFRA_FEAST_TRINO_PORT"] == "8443"
+    assert env["SAFRA_FEAST_TRINO_PORT"] == "9443"
+    assert env["SAFRA_FEAST_TRINO_USER"] == "safra-ml"  # reads only
+    assert env["SAFRA_FEAST_TRINO_PASSWORD"] == "ml-secret"
+    assert env["SAFRA_FEAST_TRINO_VERIFY"] == str(tmp_path.resolve() / "trino" / "tls" / "cert.pem")
     assert env["SAFRA_FEAST_TRINO_CATALOG"] == "iceberg"
     assert env["SAFRA_FEAST_REDIS"] == "redis.example:6380,password=not-a-real-pw,db=2"
     assert env["SAFRA_SCHEMA_PREFIX"] == "pre_"

@@ -10,6 +10,7 @@ from pathlib import Path
 import great_expectations as gx
 import pytest
 from great_expectations.expectations import Expectation
+from pydantic import SecretStr
 
 from quality.gate import (
     LAYERS,
@@ -24,7 +25,7 @@ from quality.gate import (
 from quality.report import render_report, write_report
 from quality.suites import is_critical
 from quality.suites.domain_values import SHA256_HEX, UFS
-from safra.lakehouse import trino_sqlalchemy_url
+from safra.lakehouse import trino_sqlalchemy_connect_args, trino_sqlalchemy_url
 from safra.settings import Settings
 
 
@@ -190,8 +191,16 @@ def test_layer_schemas_and_url() -> None:
     assert layer_schema("bronze", "it_", "raw") == "raw"
     assert layer_schema("silver", "it_") == "it_silver"
     assert layer_schema("gold") == "gold"
-    settings = Settings(trino_host="trino.example", trino_port=8443, trino_user="svc")
-    assert trino_sqlalchemy_url(settings, "gold") == "trino://svc@trino.example:8443/iceberg/gold"
+    settings = Settings(
+        trino_host="trino.example", trino_https_port=9443, trino_user="svc",
+        trino_password=SecretStr("p@ss/word"), trino_ca_cert="/etc/ca.pem",
+    )  # fmt: skip
+    assert trino_sqlalchemy_url(settings, "gold") == (
+        "trino://svc:p%40ss%2Fword@trino.example:9443/iceberg/gold"
+    )
+    assert trino_sqlalchemy_connect_args(settings) == {
+        "http_scheme": "https", "verify": "/etc/ca.pem"
+    }  # fmt: skip
 
 
 def _outcomes() -> list[ExpectationOutcome]:

@@ -22,7 +22,8 @@ def test_local_defaults_are_derived_from_ports(monkeypatch: pytest.MonkeyPatch, 
     assert s.data_dir == tmp_path / ".safra"
     assert s.kafka_bootstrap == "127.0.0.1:9092"
     assert s.iceberg_rest_uri == "http://127.0.0.1:8181"
-    assert s.trino_url == "http://127.0.0.1:8080"
+    assert s.trino_url == "https://127.0.0.1:8443"
+    assert s.trino_verify == str(tmp_path / ".safra" / "trino" / "tls" / "cert.pem")
     assert s.mlflow_tracking_uri == "http://127.0.0.1:5000"
     assert s.redis_url == "redis://127.0.0.1:6379/0"
     assert s.iceberg_warehouse == (tmp_path / ".safra" / "warehouse").as_uri()
@@ -37,7 +38,7 @@ def test_environment_overrides_with_one_prefix(monkeypatch: pytest.MonkeyPatch, 
     monkeypatch.setenv("SAFRA_REDIS_PASSWORD", "s3cret")
     s = Settings(_env_file=None)
     assert s.kafka_bootstrap == "127.0.0.1:19092"
-    assert s.trino_url == "http://trino.internal:8080"
+    assert s.trino_url == "https://trino.internal:8443"
     assert s.data_dir == tmp_path / "d"
     assert s.redis_url == "redis://:s3cret@127.0.0.1:6379/0"
     assert "s3cret" not in redact(s.redis_url)
@@ -64,3 +65,16 @@ def test_dotenv_file_is_read(monkeypatch: pytest.MonkeyPatch, tmp_path: Path):
     env = tmp_path / ".env"
     env.write_text("SAFRA_MLFLOW_PORT=5055\n")
     assert Settings(_env_file=env).mlflow_tracking_uri == "http://127.0.0.1:5055"
+
+
+def test_trino_identities_and_their_passwords(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SAFRA_TRINO_ML_PASSWORD", "ml-pw-0123456789")
+    monkeypatch.setenv("SAFRA_TRINO_CA_CERT", "system")
+    s = Settings(_env_file=None)
+    assert s.trino_identity("ml") == ("safra-ml", "ml-pw-0123456789", "SAFRA_TRINO_ML_PASSWORD")
+    assert s.trino_verify is True  # the system's trust store; never False
+    with pytest.raises(ValueError, match=r"SAFRA_TRINO_ANALYST_PASSWORD is empty.*make env"):
+        s.trino_identity("analyst")
+    with pytest.raises(ValueError, match="unknown Trino identity 'admin'"):
+        s.trino_identity("admin")
+    assert "ml-pw-0123456789" not in repr(s)

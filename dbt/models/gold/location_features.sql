@@ -14,13 +14,13 @@ with
 
 silver_applications as (
 
-    select * from {{ ref('silver_applications') }}
+    select * from {{ published(ref('silver_applications')) }}
 
 ),
 
 silver_outcomes as (
 
-    select * from {{ ref('silver_outcomes') }}
+    select * from {{ published(ref('silver_outcomes')) }}
 
 ),
 

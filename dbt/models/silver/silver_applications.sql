@@ -32,7 +32,7 @@ flattened as (
         event_key as id_solicitacao,
         proponente_id,
         {{ epoch_ms_to_timestamp('data_solicitacao') }} as data_solicitacao,
-        {{ pseudonymize('cpf_cnpj') }} as cpf_cnpj_hash,
+        {{ pseudonymize_tax_id('cpf_cnpj') }} as cpf_cnpj_hash,
         {{ pseudonymize('nome_razao_social') }} as nome_hash,
         {{ is_valid_tax_id('cpf_cnpj', 'tipo_pessoa') }} as cpf_cnpj_valido,
         tipo_pessoa,
