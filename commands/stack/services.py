@@ -58,6 +58,14 @@ def _write(path: Path, text: str) -> None:
         path.write_text(text)
 
 
+def _write_private(path: Path, text: str) -> None:
+    """:func:`_write` for a file holding a secret: mode 0600 before anything is written."""
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    path.touch(mode=0o600)
+    os.chmod(path, 0o600)
+    _write(path, text)
+
+
 # --- Redis ------------------------------------------------------------------------------------
 
 
@@ -71,10 +79,16 @@ def redis_spec(s: Settings) -> ServiceSpec:
     server = Path(spec.origin).parent / "bin" / "redis-server"
     data = s.data_dir / "redis"
     data.mkdir(parents=True, exist_ok=True)
-    cmd = [str(server), "--bind", s.bind_host, "--port", str(s.redis_port), "--dir", str(data)]
-    cmd += ["--appendonly", "yes", "--save", "", "--protected-mode", "yes", "--daemonize", "no"]
-    if s.redis_password:
-        cmd += ["--requirepass", s.redis_password.get_secret_value()]
+    settings = [
+        f"bind {s.bind_host}", f"port {s.redis_port}", f'dir "{data}"', "appendonly yes",
+        'save ""', "protected-mode yes", "daemonize no",
+    ]  # fmt: skip
+    if s.redis_password:  # in the 0600 config file, never on the command line
+        password = s.redis_password.get_secret_value().replace("\\", "\\\\").replace('"', '\\"')
+        settings.append(f'requirepass "{password}"')
+    config = data / "redis.conf"
+    _write_private(config, "\n".join(settings) + "\n")
+    cmd = [str(server), str(config)]
 
     def ping() -> bool:
         import redis
@@ -408,6 +422,9 @@ def airflow_spec(s: Settings) -> ServiceSpec:
         "AIRFLOW__API__BASE_URL": url,
         "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"{url}/execution/",
         "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "60",  # new DAG files within a minute
+        # Airflow sets its task logs' modes itself (0775/0664 by default): private, as the rest
+        "AIRFLOW__LOGGING__FILE_TASK_HANDLER_NEW_FOLDER_PERMISSIONS": "0o700",
+        "AIRFLOW__LOGGING__FILE_TASK_HANDLER_NEW_FILE_PERMISSIONS": "0o600",
         "SAFRA_AIRFLOW_POOL": AIRFLOW_LAKEHOUSE_POOL,
         # the tasks' `safra` (see dags/safra_tasks.py) and the folder whose .env it reads
         "SAFRA_BIN": str(Path(sys.executable).parent / "safra"),
