@@ -15,6 +15,7 @@ from pathlib import Path
 
 PRIVATE_UMASK = 0o077
 """No permission for group or others on anything created."""
+_READ_WRITE_BY_OTHERS = stat.S_IRGRP | stat.S_IWGRP | stat.S_IROTH | stat.S_IWOTH
 
 
 def use_private_umask() -> int:
@@ -49,16 +50,17 @@ def make_private(root: Path) -> int:
 
 
 def readable_by_others(root: Path) -> list[Path]:
-    """Every entry under ``root`` (``root`` included) that group or others may read, write or
-    enter (symlinks skipped): what :func:`make_private` would change."""
+    """Every file under ``root`` that group or others may read or write, and every folder (``root``
+    included) they may list, write or enter; symlinks are skipped. (Spark marks the jars it copies
+    executable for everyone, ``a+x``: an execute bit alone on a file reveals nothing.)"""
     found = []
-    for folder, dirs, files in os.walk(root):
+    for folder, _dirs, files in os.walk(root):
         base = Path(folder)
         if base.lstat().st_mode & PRIVATE_UMASK:
             found.append(base)
         for name in files:
             path = base / name
             mode = path.lstat().st_mode
-            if not stat.S_ISLNK(mode) and mode & PRIVATE_UMASK:
+            if not stat.S_ISLNK(mode) and mode & _READ_WRITE_BY_OTHERS:
                 found.append(path)
     return found

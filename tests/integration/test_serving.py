@@ -38,6 +38,7 @@ from ml.registry import CHAMPION, sign_version, tracking_client, version_by_alia
 from ml.train import out_of_time_split, train_and_register
 from pipelines.simulator import generate_applications, labelled_frame
 from safra import contracts
+from safra.kafka_clients import client_config
 from safra.processes import free_port, process_group
 from safra.settings import Settings, get_settings
 from serving.server import api_environment, bentoml_command
@@ -90,7 +91,7 @@ def serving_settings(local_stack: Settings) -> Iterator[Settings]:
         client = tracking_client(settings)
         with contextlib.suppress(Exception):
             client.delete_registered_model(settings.model_name)
-        admin = AdminClient({"bootstrap.servers": settings.kafka_bootstrap})
+        admin = AdminClient(client_config(settings))
         with contextlib.suppress(Exception):
             admin.delete_topics([settings.topic_scored_requests])
 
@@ -537,8 +538,8 @@ def test_hot_swap_under_load_with_a_real_server(
 
 
 def _consume(s: Settings, want_version: str, timeout_s: float = 30.0) -> list[dict[str, Any]]:
-    consumer = Consumer({"bootstrap.servers": s.kafka_bootstrap, "group.id": f"it-{uuid.uuid4()}",
-                         "auto.offset.reset": "earliest", "enable.auto.commit": False})  # fmt: skip
+    consumer = Consumer(client_config(s, **{"group.id": f"it-{uuid.uuid4()}",
+                        "auto.offset.reset": "earliest", "enable.auto.commit": False}))  # fmt: skip
     consumer.subscribe([s.topic_scored_requests])
     found: list[dict[str, Any]] = []
     deadline = time.monotonic() + timeout_s

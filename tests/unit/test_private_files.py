@@ -99,3 +99,13 @@ def test_redis_password_is_in_a_private_config_file_not_on_the_command_line(
     assert config == s.data_dir / "redis" / "redis.conf"
     assert mode(config) == 0o600
     assert f'requirepass "{password}"' in config.read_text().splitlines()
+
+
+def test_an_execute_bit_alone_is_not_reading(tmp_path: Path) -> None:
+    jar = tmp_path / "a-public.jar"  # what Spark's `chmod a+x` leaves on the jars it copies
+    jar.write_text("jar")
+    os.chmod(tmp_path, 0o700)
+    os.chmod(jar, 0o711)
+    assert readable_by_others(tmp_path) == []
+    os.chmod(jar, 0o714)
+    assert readable_by_others(tmp_path) == [jar]
