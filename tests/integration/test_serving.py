@@ -259,6 +259,18 @@ def test_invalid_payloads_are_422_naming_field_and_reason(api: TestClient) -> No
     assert bad_json.json()["erros"][0]["campo"] == "<body>"
 
 
+def test_a_cpf_or_cnpj_as_the_applicant_id_is_422_naming_the_field(api: TestClient) -> None:
+    for field, body in (
+        ("id_proponente", {**SHORT, "id_proponente": "529.982.247-25"}),
+        ("id_proponente", {**SHORT, "id_proponente": "11222333000181"}),
+    ):
+        answer = _score(api, body)
+        assert answer.status_code == 422
+        ((error,),) = [answer.json()["erros"]]
+        assert error["campo"] == field
+        assert "send the applicant's pseudonymous id" in error["motivo"]
+
+
 def test_scripted_applicants_are_approved_and_denied(
     api: TestClient, versions: dict[str, str], online: datetime, serving_settings: Settings
 ) -> None:
