@@ -35,6 +35,7 @@ from pipelines.bronze_seed import drop_ingested
 from pipelines.ingest import run_ingest
 from pipelines.simulator import generate_applications
 from safra.contracts import encode
+from safra.kafka_clients import client_config
 from safra.lakehouse import spark_session, trino_query
 from safra.settings import Settings, get_settings
 
@@ -55,13 +56,15 @@ def _create_topic(admin: AdminClient, name: str, partitions: int) -> str:
 
 def _producer(s: Settings) -> Producer:
     return Producer(
-        {
-            "bootstrap.servers": s.kafka_bootstrap,
-            "linger.ms": 20,
-            "batch.size": 1_000_000,
-            "queue.buffering.max.messages": 1_000_000,
-            "compression.type": "lz4",
-        }
+        client_config(
+            s,
+            **{
+                "linger.ms": 20,
+                "batch.size": 1_000_000,
+                "queue.buffering.max.messages": 1_000_000,
+                "compression.type": "lz4",
+            },
+        )
     )
 
 
@@ -197,7 +200,7 @@ def main() -> None:
     s = get_settings()
     tag = uuid.uuid4().hex[:8]
     namespace = f"bench_ingest_{tag}"
-    admin = AdminClient({"bootstrap.servers": s.kafka_bootstrap})
+    admin = AdminClient(client_config(s))
     backlog = _create_topic(admin, f"bench-ingest-{tag}", args.partitions)
     live = _create_topic(admin, f"bench-ingest-live-{tag}", 1)
     out: dict[str, Any] = {"count": args.count, "partitions": args.partitions}

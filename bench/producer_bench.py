@@ -31,6 +31,7 @@ from confluent_kafka.admin import AdminClient
 from pipelines.producer import PRODUCER_CONFIG, AvroEncoder, produce
 from pipelines.simulator import generate_applications
 from safra import contracts
+from safra.kafka_clients import client_config
 from safra.settings import get_settings
 
 GOAL_MSGS_PER_S = 50_000
@@ -51,7 +52,7 @@ def run(count: int, seed: int, compression: str, keep_topic: bool) -> dict[str, 
         )
     finally:
         if not keep_topic:
-            admin = AdminClient({"bootstrap.servers": settings.kafka_bootstrap})
+            admin = AdminClient(client_config(settings))
             for future in admin.delete_topics([topic], operation_timeout=30).values():
                 future.result()
     end_to_end_s = report.generation_seconds + report.seconds

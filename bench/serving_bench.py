@@ -43,6 +43,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from safra.kafka_clients import client_config
+
 logger = logging.getLogger("serving_bench")
 
 
@@ -376,9 +378,7 @@ def main() -> None:
         with contextlib.suppress(Exception):
             from confluent_kafka.admin import AdminClient
 
-            AdminClient({"bootstrap.servers": settings.kafka_bootstrap}).delete_topics(
-                [settings.topic_scored_requests]
-            )
+            AdminClient(client_config(settings)).delete_topics([settings.topic_scored_requests])
         shutil.rmtree(workdir, True)
     goal = result.get("api", {}).get("200", {})
     result["goal_p99_le_10ms_at_200rps"] = bool(

@@ -16,6 +16,7 @@ from rich.table import Table
 
 from commands import stack
 from safra import logs as logsetup
+from safra.private_files import use_private_umask
 from safra.settings import get_settings
 
 app = typer.Typer(help="Safra: MLOps for agribusiness credit scoring.", no_args_is_help=True)
@@ -32,7 +33,11 @@ def main(
     ] = False,
 ) -> None:
     """Safra's own lines on the console; the rest (Spark/JVM, Feast, MLflow...) in a log file:
-    ``<data dir>/logs/demo.log`` for the demo, ``safra.log`` for the other commands."""
+    ``<data dir>/logs/demo.log`` for the demo, ``safra.log`` for the other commands.
+
+    Everything the command and the processes it starts create is private to the user (umask
+    077): the data folder holds raw personal data and the services' secrets."""
+    use_private_umask()
     command = ctx.invoked_subcommand
     log_file = None
     if command != "serve":  # the API in the foreground keeps its own output on the console

@@ -52,6 +52,7 @@ from safra.contracts import (
     schema_text,
     schema_without_logical_types,
 )
+from safra.kafka_clients import spark_options
 from safra.settings import Settings, get_settings
 
 if TYPE_CHECKING:
@@ -253,7 +254,7 @@ def _kafka_stream(
 ) -> DataFrame:
     reader = (
         spark.readStream.format("kafka")
-        .option("kafka.bootstrap.servers", settings.kafka_bootstrap)
+        .options(**spark_options(settings))  # brokers and credentials
         .option("subscribe", topic)
         .option("startingOffsets", "earliest")
         .option("failOnDataLoss", "false")

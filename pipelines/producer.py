@@ -45,6 +45,7 @@ from confluent_kafka import KafkaError, Producer
 from pipelines.simulator import generate_applications, generate_outcomes, live_applications
 from pipelines.topics import ensure_topics
 from safra import contracts
+from safra.kafka_clients import client_config
 from safra.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -374,14 +375,11 @@ def extras_plan(
 
 
 def make_producer(settings: Settings, config: Mapping[str, Any] | None = None) -> Producer:
-    """An idempotent producer (``acks=all``) on ``settings.kafka_bootstrap``."""
+    """An idempotent producer (``acks=all``) on ``settings.kafka_bootstrap``, as Safra."""
     return Producer(
-        {
-            "bootstrap.servers": settings.kafka_bootstrap,
-            "client.id": "safra-producer",
-            **PRODUCER_CONFIG,
-            **(config or {}),
-        }
+        client_config(
+            settings, **{"client.id": "safra-producer", **PRODUCER_CONFIG, **(config or {})}
+        )
     )
 
 

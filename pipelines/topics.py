@@ -9,6 +9,7 @@ from collections.abc import Iterable
 from confluent_kafka import KafkaError, KafkaException
 from confluent_kafka.admin import AdminClient, NewTopic
 
+from safra.kafka_clients import client_config
 from safra.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -24,7 +25,7 @@ def ensure_topics(
 ) -> list[str]:
     """Create the ``topics`` that do not exist yet; return those created. Idempotent."""
     wanted = sorted(set(topics))
-    admin = AdminClient({"bootstrap.servers": settings.kafka_bootstrap})
+    admin = AdminClient(client_config(settings))
     existing = set(admin.list_topics(timeout=timeout_s).topics)
     missing = [t for t in wanted if t not in existing]
     if not missing:

@@ -70,6 +70,9 @@ def spark_conf(s: Settings) -> dict[str, str]:
         "spark.sql.shuffle.partitions": "4",
         "spark.local.dir": str(s.data_dir / "spark" / "tmp"),
         "spark.sql.warehouse.dir": str(s.data_dir / "spark" / "warehouse"),
+        # Hadoop's file systems (checkpoints, Iceberg's data files) set each file's mode from
+        # their own umask (022 by default), not the process's: private to the user, as the rest
+        "spark.hadoop.fs.permissions.umask-mode": "077",
     }
 
 

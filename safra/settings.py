@@ -51,6 +51,10 @@ class Settings(BaseSettings):
     kafka_controller_port: int = 9093
     kafka_heap: str = "512m"
     kafka_bootstrap: str = ""
+    # SASL/PLAIN on the client listener: the local broker takes this identity only (.env);
+    # an empty password means a broker without authentication (e.g. a cluster's own setup)
+    kafka_username: str = Field(default="safra", description="Safra's Kafka identity")
+    kafka_password: SecretStr = Field(default=SecretStr(""), description="its password (.env)")
 
     # Iceberg REST catalog (the reference fixture, catalog in SQLite, warehouse on disk)
     iceberg_rest_version: str = "1.10.1"

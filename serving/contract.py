@@ -9,6 +9,11 @@ Two request shapes (DOMAIN.md, "The scoring contract"):
   contract: ``localizacao_propriedade``, ``fontes_dados_adicionais``), used as sent; identity
   fields (CPF/CNPJ, name, land registry number) are accepted and ignored.
 
+The applicant's id (``id_proponente``, ``proponente_id``) is the pseudonymous id Safra knows
+the applicant by, never a tax id: a valid CPF or CNPJ there (digits or punctuated) is refused
+with 422, so request ids, answers, scored-request records and ``bronze.scored_requests`` carry
+no tax id.
+
 Validation errors become one list of ``{"campo", "motivo"}`` (the field's dotted path and the
 reason), answered with HTTP 422 by the service.
 """
@@ -22,6 +27,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from ml.features import REGION_BY_UF, request_to_application
+from safra.tax_ids import is_valid_cnpj, is_valid_cpf
 
 TipoPessoa = Literal["FISICA", "JURIDICA"]
 Finalidade = Literal["CUSTEIO_SAFRA", "INVESTIMENTO_MAQUINARIO", "AMPLIACAO_AREA", "OUTROS"]
@@ -42,6 +48,19 @@ def _uf(value: str) -> str:
     return uf
 
 
+def _pseudonymous(value: str) -> str:
+    """``value`` unless it is a valid CPF or CNPJ: personal data, which the API never takes as an
+    applicant id (it would travel into every log and table of scored requests)."""
+    kind = "CPF" if is_valid_cpf(value) else "CNPJ" if is_valid_cnpj(value) else None
+    if kind:
+        raise ValueError(
+            f"looks like a {kind}: a tax id is personal data and is not accepted as the "
+            "applicant id. Fix: send the applicant's pseudonymous id (the proponente_id Safra "
+            "knows the applicant by) instead"
+        )
+    return value
+
+
 class ShortRequest(BaseModel):
     """The short scoring request."""
 
@@ -54,6 +73,7 @@ class ShortRequest(BaseModel):
     prazo: int = Field(gt=0, le=MAX_PRAZO_MESES, description="term in months")
 
     _check_uf = field_validator("uf")(_uf)
+    _check_id = field_validator("id_proponente")(_pseudonymous)
 
 
 class Localizacao(BaseModel):
@@ -91,6 +111,8 @@ class WholeApplication(BaseModel):
     anos_experiencia: int = Field(ge=0, le=120)
     fontes_dados_adicionais: FontesDadosAdicionais = FontesDadosAdicionais()
     prazo_meses: int | None = Field(default=None, gt=0, le=MAX_PRAZO_MESES)
+
+    _check_id = field_validator("proponente_id")(_pseudonymous)
 
 
 class RequestError(ValueError):

@@ -28,6 +28,7 @@ from typing import Any
 from confluent_kafka import KafkaError, Producer
 
 from safra import contracts
+from safra.kafka_clients import client_config
 from safra.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -67,15 +68,17 @@ class ScoredRequestLog:
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._producer = Producer(
-            {
-                "bootstrap.servers": self.bootstrap,
-                "client.id": "safra-api",
-                **PRODUCER_CONFIG,
-                **(config or {}),
-                "error_cb": self._on_error,
-                "stats_cb": self._on_stats,
-                "logger": logging.getLogger("serving.scored_log.librdkafka"),
-            }
+            client_config(
+                settings,
+                **{
+                    "client.id": "safra-api",
+                    **PRODUCER_CONFIG,
+                    **(config or {}),
+                    "error_cb": self._on_error,
+                    "stats_cb": self._on_stats,
+                    "logger": logging.getLogger("serving.scored_log.librdkafka"),
+                },
+            )
         )
         self._thread = threading.Thread(target=self._serve, name="scored-log-poll", daemon=True)
         self._thread.start()

@@ -36,7 +36,11 @@ ENVIRONMENT: dict[str, str] = {
 
 
 def apply() -> None:
-    """Point this process (and its children) at the test stack."""
+    """Point this process (and its children) at the test stack; what they create there is
+    private to the user, as under the ``safra`` CLI."""
+    from safra.private_files import use_private_umask
+
+    use_private_umask()
     os.environ.update(ENVIRONMENT)
     from safra.settings import get_settings
 

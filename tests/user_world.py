@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from safra.kafka_clients import client_config
 from safra.settings import Settings, get_settings
 
 
@@ -29,7 +30,7 @@ def _registry(s: Settings) -> dict[str, Any]:
 def _topics(s: Settings) -> dict[str, Any]:
     from confluent_kafka import Consumer, TopicPartition
 
-    consumer = Consumer({"bootstrap.servers": s.kafka_bootstrap, "group.id": "safra-user-world"})
+    consumer = Consumer(client_config(s, **{"group.id": "safra-user-world"}))
     try:
         offsets = {}
         for topic, meta in sorted(consumer.list_topics(timeout=10).topics.items()):

@@ -15,6 +15,7 @@ from commands.stack.process import ServiceState, StackError, Supervisor, port_op
 from commands.stack.provision import ProvisionError
 from commands.stack.services import SPECS
 from safra.java import JavaNotFound
+from safra.private_files import make_private, use_private_umask
 from safra.settings import OPTIONAL_SERVICES, Settings, redact
 
 log = logging.getLogger(__name__)
@@ -73,7 +74,15 @@ def up(
 ) -> list[UpResult]:
     """Provision (first run) and start the selected services in dependency order; idempotent.
 
-    ``extra``: optional services (``api``, ``airflow``) started after the others."""
+    ``extra``: optional services (``api``, ``airflow``) started after the others. The data
+    folder is made private first (a tree from before Safra kept it private is repaired), and so
+    is everything this process creates from then on (:mod:`safra.private_files`)."""
+    use_private_umask()
+    t0 = time.monotonic()
+    repaired = make_private(s.data_dir)
+    if repaired:
+        log.info("%s: %d files and folders made private to the user (%.2f s)",
+                 s.data_dir, repaired, time.monotonic() - t0)  # fmt: skip
     sup = supervisor(s)
     results = []
     for name in _selected(s, names, extra):

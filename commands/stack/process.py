@@ -2,7 +2,8 @@
 
 A pid file records the pid *and* the process start time, so a recycled pid is never taken for
 ours and ``down`` stops only what the stack started. Services run in their own session
-(process group), so stopping one stops its children too (Trino's launcher, MLflow's workers).
+(process group), so stopping one stops its children too (Trino's launcher, MLflow's workers),
+with umask 077: what they create is private to the user.
 """
 
 from __future__ import annotations
@@ -21,6 +22,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import psutil
+
+from safra.private_files import PRIVATE_UMASK
 
 log = logging.getLogger(__name__)
 
@@ -157,6 +160,7 @@ class Supervisor:
         nofile = spec.nofile
 
         def _limits() -> None:  # runs in the child, before exec
+            os.umask(PRIVATE_UMASK)  # what the service creates is its user's only
             if nofile:
                 soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
                 want = nofile if hard == resource.RLIM_INFINITY else min(nofile, hard)

@@ -34,6 +34,7 @@ from commands.stack.provision import (
     maven_with_dependencies,
 )
 from safra.java import find_java
+from safra.kafka_clients import MECHANISM, client_config, jaas_config, user_property
 from safra.settings import Settings, redact
 
 log = logging.getLogger(__name__)
@@ -62,6 +63,14 @@ def _write(path: Path, text: str) -> None:
         path.write_text(text)
 
 
+def _write_private(path: Path, text: str) -> None:
+    """:func:`_write` for a file holding a secret: mode 0600 before anything is written."""
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    path.touch(mode=0o600)
+    os.chmod(path, 0o600)
+    _write(path, text)
+
+
 # --- Redis ------------------------------------------------------------------------------------
 
 
@@ -75,10 +84,16 @@ def redis_spec(s: Settings) -> ServiceSpec:
     server = Path(spec.origin).parent / "bin" / "redis-server"
     data = s.data_dir / "redis"
     data.mkdir(parents=True, exist_ok=True)
-    cmd = [str(server), "--bind", s.bind_host, "--port", str(s.redis_port), "--dir", str(data)]
-    cmd += ["--appendonly", "yes", "--save", "", "--protected-mode", "yes", "--daemonize", "no"]
-    if s.redis_password:
-        cmd += ["--requirepass", s.redis_password.get_secret_value()]
+    settings = [
+        f"bind {s.bind_host}", f"port {s.redis_port}", f'dir "{data}"', "appendonly yes",
+        'save ""', "protected-mode yes", "daemonize no",
+    ]  # fmt: skip
+    if s.redis_password:  # in the 0600 config file, never on the command line
+        password = s.redis_password.get_secret_value().replace("\\", "\\\\").replace('"', '\\"')
+        settings.append(f'requirepass "{password}"')
+    config = data / "redis.conf"
+    _write_private(config, "\n".join(settings) + "\n")
+    cmd = [str(server), str(config)]
 
     def ping() -> bool:
         import redis
@@ -110,21 +125,43 @@ def _kafka_home(s: Settings, java_home: Path) -> Path:
     return cached_folder(s.cache_dir / f"kafka-{s.kafka_version}-{key}", build, "Apache Kafka")
 
 
+def _kafka_password(s: Settings) -> str:
+    password = s.kafka_password.get_secret_value()
+    if not password:
+        raise ProvisionError(
+            "kafka: the local broker asks every client for Safra's credentials and "
+            "SAFRA_KAFKA_PASSWORD is empty. Fix: `.venv/bin/safra env` (or `make env`) "
+            "generates the missing secrets into .env"
+        )
+    return password
+
+
 def kafka_spec(s: Settings) -> ServiceSpec:
+    """A single KRaft node (broker and controller). Both listeners ask for SASL/PLAIN: one
+    identity, Safra's (``SAFRA_KAFKA_USERNAME`` / ``_PASSWORD``), which the node uses too to
+    reach itself; its JAAS lines are in ``server.properties`` (mode 0600), not on the command
+    line."""
     java_home = find_java(17, s.java_home, "Kafka")
     home = _kafka_home(s, java_home)
     data = s.data_dir / "kafka"
     host, port, cport = s.bind_host, s.kafka_port, s.kafka_controller_port
+    user, password = s.kafka_username, _kafka_password(s)
+    jaas = jaas_config(user, password).removesuffix(";") + f" {user_property(user, password)};"
     props = "\n".join(
         [
             "process.roles=broker,controller",
             "node.id=1",
             f"controller.quorum.voters=1@{host}:{cport}",
-            f"listeners=PLAINTEXT://{host}:{port},CONTROLLER://{host}:{cport}",
-            f"advertised.listeners=PLAINTEXT://{host}:{port}",
+            f"listeners=CLIENT://{host}:{port},CONTROLLER://{host}:{cport}",
+            f"advertised.listeners=CLIENT://{host}:{port}",
             "controller.listener.names=CONTROLLER",
-            "inter.broker.listener.name=PLAINTEXT",
-            "listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT",
+            "inter.broker.listener.name=CLIENT",
+            "listener.security.protocol.map=CONTROLLER:SASL_PLAINTEXT,CLIENT:SASL_PLAINTEXT",
+            f"sasl.enabled.mechanisms={MECHANISM}",
+            f"sasl.mechanism.inter.broker.protocol={MECHANISM}",
+            f"sasl.mechanism.controller.protocol={MECHANISM}",
+            f"listener.name.client.{MECHANISM.lower()}.sasl.jaas.config={jaas}",
+            f"listener.name.controller.{MECHANISM.lower()}.sasl.jaas.config={jaas}",
             f"log.dirs={data / 'logs'}",
             "num.partitions=3",
             "offsets.topic.replication.factor=1",
@@ -139,7 +176,7 @@ def kafka_spec(s: Settings) -> ServiceSpec:
         ]
     )
     config = data / "server.properties"
-    _write(config, props)
+    _write_private(config, props)  # holds the password
     log4j = data / "log4j2.properties"
     _write(log4j, _resource("kafka-log4j2.properties"))
     java = str(java_home / "bin" / "java")
@@ -165,7 +202,7 @@ def kafka_spec(s: Settings) -> ServiceSpec:
     def broker_answers() -> bool:
         from confluent_kafka.admin import AdminClient
 
-        admin = AdminClient({"bootstrap.servers": s.kafka_bootstrap})
+        admin = AdminClient(client_config(s))
         return admin.list_topics(timeout=2).brokers is not None
 
     return ServiceSpec(
@@ -211,6 +248,13 @@ def _iceberg_rest_home(s: Settings, java_home: Path) -> Path:
     return cached_folder(s.cache_dir / f"iceberg-rest-{version}", build, "Iceberg REST catalog")
 
 
+HADOOP_PRIVATE_CORE_SITE = """<?xml version="1.0"?>
+<configuration>
+  <property><name>fs.permissions.umask-mode</name><value>077</value></property>
+</configuration>
+"""
+
+
 def iceberg_rest_spec(s: Settings) -> ServiceSpec:
     java_home = find_java(17, s.java_home, "the Iceberg REST catalog")
     home = _iceberg_rest_home(s, java_home)
@@ -219,9 +263,14 @@ def iceberg_rest_spec(s: Settings) -> ServiceSpec:
     if s.iceberg_warehouse.startswith("file://"):
         Path(s.iceberg_warehouse.removeprefix("file://")).mkdir(parents=True, exist_ok=True)
     jar = home / f"iceberg-open-api-{s.iceberg_rest_version}.jar"
+    # The catalog writes table metadata through Hadoop's file system, which sets each file's mode
+    # from its own umask (022 by default): its core-site.xml, first on the classpath, says 077.
+    hadoop_conf = data / "hadoop-conf"
+    _write(hadoop_conf / "core-site.xml", HADOOP_PRIVATE_CORE_SITE)
     cmd = [
         str(java_home / "bin" / "java"), "-Xmx384m", "-XX:+UseSerialGC",
-        "-cp", f"{home / 'classes'}:{jar}", "org.apache.iceberg.rest.SafraRestCatalogServer",
+        "-cp", f"{hadoop_conf}:{home / 'classes'}:{jar}",
+        "org.apache.iceberg.rest.SafraRestCatalogServer",
     ]  # fmt: skip
     env = {
         "SAFRA_REST_BIND_HOST": s.bind_host,
@@ -429,6 +478,9 @@ def airflow_spec(s: Settings) -> ServiceSpec:
         "AIRFLOW__API__BASE_URL": url,
         "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"{url}/execution/",
         "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "60",  # new DAG files within a minute
+        # Airflow sets its task logs' modes itself (0775/0664 by default): private, as the rest
+        "AIRFLOW__LOGGING__FILE_TASK_HANDLER_NEW_FOLDER_PERMISSIONS": "0o700",
+        "AIRFLOW__LOGGING__FILE_TASK_HANDLER_NEW_FILE_PERMISSIONS": "0o600",
         "SAFRA_AIRFLOW_POOL": AIRFLOW_LAKEHOUSE_POOL,
         # the tasks' `safra` (see dags/safra_tasks.py) and the folder whose .env it reads
         "SAFRA_BIN": str(Path(sys.executable).parent / "safra"),

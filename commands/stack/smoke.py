@@ -15,6 +15,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from safra.kafka_clients import client_config
 from safra.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -36,13 +37,11 @@ def kafka_round_trip(s: Settings) -> str:
 
     value = uuid.uuid4().hex.encode()
     topic = f"safra.smoke-{value.decode()[:8]}"
-    producer = Producer({"bootstrap.servers": s.kafka_bootstrap, "enable.idempotence": True})
+    producer = Producer(client_config(s, **{"enable.idempotence": True}))
     consumer = Consumer(
-        {
-            "bootstrap.servers": s.kafka_bootstrap,
-            "group.id": f"safra-smoke-{value.decode()}",
-            "auto.offset.reset": "earliest",
-        }
+        client_config(
+            s, **{"group.id": f"safra-smoke-{value.decode()}", "auto.offset.reset": "earliest"}
+        )
     )
     try:
         producer.produce(topic, key=b"smoke", value=value)
@@ -58,7 +57,7 @@ def kafka_round_trip(s: Settings) -> str:
     finally:
         consumer.close()
         producer.close()  # else its metadata refresh re-creates the topic deleted below
-        admin = AdminClient({"bootstrap.servers": s.kafka_bootstrap})  # held while it deletes
+        admin = AdminClient(client_config(s))  # held while it deletes
         for future in admin.delete_topics([topic], operation_timeout=30).values():
             try:
                 future.result(timeout=30)

@@ -1,32 +1,26 @@
-"""Brazilian tax ids: CPF (people, 11 digits) and CNPJ (companies, 14 digits), with check digits.
+"""Brazilian tax ids for the simulator: random valid CPFs (people, 11 digits) and CNPJs
+(companies, 14 digits), digits only.
 
-Generated ids are digits only. The validators also accept the usual punctuation
-(``123.456.789-09``, ``12.345.678/0001-95``) and reject ids whose digits are all equal.
+The check digits and the validators live in the ground layer (:mod:`safra.tax_ids`: the scoring
+API uses them too); they are re-exported here for the simulator's users.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-_CPF_WEIGHTS_1 = np.arange(10, 1, -1)  # 10..2 over the 9 base digits
-_CPF_WEIGHTS_2 = np.arange(11, 1, -1)  # 11..2 over the 9 base digits and the first check digit
-_CNPJ_WEIGHTS_1 = np.array([5, 4, 3, 2, 9, 8, 7, 6, 5, 4, 3, 2])
-_CNPJ_WEIGHTS_2 = np.array([6, 5, 4, 3, 2, 9, 8, 7, 6, 5, 4, 3, 2])
-_PUNCTUATION = str.maketrans("", "", ".-/ ")
+from safra.tax_ids import (
+    CNPJ_WEIGHTS_1,
+    CNPJ_WEIGHTS_2,
+    CPF_WEIGHTS_1,
+    CPF_WEIGHTS_2,
+    is_valid_cnpj,
+    is_valid_cpf,
+    is_valid_tax_id,
+    with_check_digits,
+)
 
-
-def _check_digit(digits: np.ndarray, weights: np.ndarray) -> np.ndarray:
-    """Modulo-11 check digit of each row of ``digits`` (shape ``(n, len(weights))``)."""
-    remainder = (digits * weights).sum(axis=1) % 11
-    return np.where(remainder < 2, 0, 11 - remainder)
-
-
-def _with_check_digits(
-    base: np.ndarray, weights_1: np.ndarray, weights_2: np.ndarray
-) -> np.ndarray:
-    first = _check_digit(base, weights_1)
-    with_first = np.column_stack([base, first])
-    return np.column_stack([with_first, _check_digit(with_first, weights_2)])
+__all__ = ["generate_cnpjs", "generate_cpfs", "is_valid_cnpj", "is_valid_cpf", "is_valid_tax_id"]
 
 
 def _avoid_repeated_digits(base: np.ndarray) -> np.ndarray:
@@ -44,7 +38,7 @@ def _to_strings(digits: np.ndarray) -> list[str]:
 def generate_cpfs(n: int, rng: np.random.Generator) -> list[str]:
     """``n`` random valid CPFs (11 digits, no punctuation)."""
     base = _avoid_repeated_digits(rng.integers(0, 10, size=(n, 9)))
-    return _to_strings(_with_check_digits(base, _CPF_WEIGHTS_1, _CPF_WEIGHTS_2))
+    return _to_strings(with_check_digits(base, CPF_WEIGHTS_1, CPF_WEIGHTS_2))
 
 
 def generate_cnpjs(n: int, rng: np.random.Generator) -> list[str]:
@@ -52,45 +46,4 @@ def generate_cnpjs(n: int, rng: np.random.Generator) -> list[str]:
     root = rng.integers(0, 10, size=(n, 8))
     branch = np.tile([0, 0, 0, 1], (n, 1))
     base = np.column_stack([root, branch])
-    return _to_strings(_with_check_digits(base, _CNPJ_WEIGHTS_1, _CNPJ_WEIGHTS_2))
-
-
-def _digits(value: object, length: int) -> np.ndarray | None:
-    if not isinstance(value, str):
-        return None
-    raw = value.strip().translate(_PUNCTUATION)
-    if len(raw) != length or not raw.isascii() or not raw.isdigit() or len(set(raw)) == 1:
-        return None
-    return np.frombuffer(raw.encode("ascii"), dtype=np.uint8).astype(np.int64)[None, :] - ord("0")
-
-
-def is_valid_cpf(value: object) -> bool:
-    """True when ``value`` is a CPF with correct check digits (punctuation allowed)."""
-    digits = _digits(value, 11)
-    if digits is None:
-        return False
-    expected = _with_check_digits(digits[:, :9], _CPF_WEIGHTS_1, _CPF_WEIGHTS_2)
-    return bool((expected == digits).all())
-
-
-def is_valid_cnpj(value: object) -> bool:
-    """True when ``value`` is a numeric CNPJ with correct check digits (punctuation allowed)."""
-    digits = _digits(value, 14)
-    if digits is None:
-        return False
-    expected = _with_check_digits(digits[:, :12], _CNPJ_WEIGHTS_1, _CNPJ_WEIGHTS_2)
-    return bool((expected == digits).all())
-
-
-def is_valid_tax_id(value: object, tipo_pessoa: str | None = None) -> bool:
-    """True when ``value`` is a valid CPF or CNPJ; with ``tipo_pessoa``, the one that type needs.
-
-    ``FISICA`` needs a CPF, ``JURIDICA`` a CNPJ.
-    """
-    if tipo_pessoa == "FISICA":
-        return is_valid_cpf(value)
-    if tipo_pessoa == "JURIDICA":
-        return is_valid_cnpj(value)
-    if tipo_pessoa is not None:
-        return False
-    return is_valid_cpf(value) or is_valid_cnpj(value)
+    return _to_strings(with_check_digits(base, CNPJ_WEIGHTS_1, CNPJ_WEIGHTS_2))

@@ -26,6 +26,7 @@ from pipelines.checkpoint_lock import checkpoint_locks
 from pipelines.ingest import plan_queries, run_ingest, select_sources
 from pipelines.simulator import generate_applications, generate_outcomes
 from safra.contracts import encode
+from safra.kafka_clients import client_config
 from safra.lakehouse import iceberg_catalog, spark_session, trino_query
 from safra.settings import Settings
 
@@ -44,7 +45,7 @@ def _headers(subject: str, version: int | str | None) -> Headers:
 
 def _create_topic(settings: Settings, partitions: int = 3) -> str:
     topic = f"it-ingest-{uuid.uuid4().hex[:10]}"
-    admin = AdminClient({"bootstrap.servers": settings.kafka_bootstrap})
+    admin = AdminClient(client_config(settings))
     future = admin.create_topics([NewTopic(topic, num_partitions=partitions, replication_factor=1)])
     future[topic].result(timeout=30)
     return topic
@@ -52,9 +53,7 @@ def _create_topic(settings: Settings, partitions: int = 3) -> str:
 
 def _produce(settings: Settings, topic: str, messages: Sequence[Message]) -> list[tuple[int, int]]:
     """Send ``messages`` in order; returns each one's (partition, offset)."""
-    producer = Producer(
-        {"bootstrap.servers": settings.kafka_bootstrap, "enable.idempotence": True, "linger.ms": 5}
-    )
+    producer = Producer(client_config(settings, **{"enable.idempotence": True, "linger.ms": 5}))
     where: list[tuple[int, int] | None] = [None] * len(messages)
     errors: list[str] = []
 

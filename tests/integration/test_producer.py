@@ -17,6 +17,7 @@ from pipelines.producer import ProduceError, ProduceReport, produce
 from pipelines.topics import ensure_topics
 from safra import contracts
 from safra.contracts import ContractError
+from safra.kafka_clients import client_config
 from safra.settings import Settings
 
 pytestmark = pytest.mark.stack
@@ -39,7 +40,7 @@ def topics(local_stack: Settings) -> Iterator[list[str]]:
     made: list[str] = []
     yield made
     if made:
-        admin = AdminClient({"bootstrap.servers": local_stack.kafka_bootstrap})
+        admin = AdminClient(client_config(local_stack))
         for future in admin.delete_topics(made, operation_timeout=30).values():
             with contextlib.suppress(KafkaException):  # never created: nothing to clean
                 future.result()
@@ -54,12 +55,14 @@ def new_topic(topics: list[str], what: str) -> str:
 def read_all(settings: Settings, topic: str, timeout_s: float = 30.0) -> list[Read]:
     """Every message of ``topic``, up to its high watermarks at the time of the call."""
     consumer = Consumer(
-        {
-            "bootstrap.servers": settings.kafka_bootstrap,
-            "group.id": f"safra-test-{uuid.uuid4().hex[:8]}",
-            "enable.auto.commit": False,
-            "auto.offset.reset": "earliest",
-        }
+        client_config(
+            settings,
+            **{
+                "group.id": f"safra-test-{uuid.uuid4().hex[:8]}",
+                "enable.auto.commit": False,
+                "auto.offset.reset": "earliest",
+            },
+        )
     )
     try:
         metadata = consumer.list_topics(topic, timeout=timeout_s).topics[topic]
@@ -299,7 +302,7 @@ def test_a_broker_rejection_raises_instead_of_dropping(
     local_stack: Settings, topics: list[str]
 ) -> None:
     topic = new_topic(topics, "tiny")
-    admin = AdminClient({"bootstrap.servers": local_stack.kafka_bootstrap})
+    admin = AdminClient(client_config(local_stack))
     futures = admin.create_topics(
         [
             NewTopic(
@@ -329,6 +332,6 @@ def test_ensure_topics_is_idempotent(local_stack: Settings, topics: list[str]) -
     name = new_topic(topics, "ensure")
     assert ensure_topics(local_stack, [name]) == [name]
     assert ensure_topics(local_stack, [name]) == []
-    admin = AdminClient({"bootstrap.servers": local_stack.kafka_bootstrap})
+    admin = AdminClient(client_config(local_stack))
     assert len(admin.list_topics(name, timeout=10).topics[name].partitions) == 3
     assert Counter(r.key for r in read_all(local_stack, name)) == Counter()

@@ -38,6 +38,7 @@ from ml.registry import CHAMPION, sign_version, tracking_client, version_by_alia
 from ml.train import out_of_time_split, train_and_register
 from pipelines.simulator import generate_applications, labelled_frame
 from safra import contracts
+from safra.kafka_clients import client_config
 from safra.processes import free_port, process_group
 from safra.settings import Settings, get_settings
 from serving.server import api_environment, bentoml_command
@@ -90,7 +91,7 @@ def serving_settings(local_stack: Settings) -> Iterator[Settings]:
         client = tracking_client(settings)
         with contextlib.suppress(Exception):
             client.delete_registered_model(settings.model_name)
-        admin = AdminClient({"bootstrap.servers": settings.kafka_bootstrap})
+        admin = AdminClient(client_config(settings))
         with contextlib.suppress(Exception):
             admin.delete_topics([settings.topic_scored_requests])
 
@@ -256,6 +257,18 @@ def test_invalid_payloads_are_422_naming_field_and_reason(api: TestClient) -> No
     bad_json = api.post("/v1/credit-score", content=b"{not json", headers={"X-API-Key": API_KEY})
     assert bad_json.status_code == 422
     assert bad_json.json()["erros"][0]["campo"] == "<body>"
+
+
+def test_a_cpf_or_cnpj_as_the_applicant_id_is_422_naming_the_field(api: TestClient) -> None:
+    for field, body in (
+        ("id_proponente", {**SHORT, "id_proponente": "529.982.247-25"}),
+        ("id_proponente", {**SHORT, "id_proponente": "11222333000181"}),
+    ):
+        answer = _score(api, body)
+        assert answer.status_code == 422
+        ((error,),) = [answer.json()["erros"]]
+        assert error["campo"] == field
+        assert "send the applicant's pseudonymous id" in error["motivo"]
 
 
 def test_scripted_applicants_are_approved_and_denied(
@@ -537,8 +550,8 @@ def test_hot_swap_under_load_with_a_real_server(
 
 
 def _consume(s: Settings, want_version: str, timeout_s: float = 30.0) -> list[dict[str, Any]]:
-    consumer = Consumer({"bootstrap.servers": s.kafka_bootstrap, "group.id": f"it-{uuid.uuid4()}",
-                         "auto.offset.reset": "earliest", "enable.auto.commit": False})  # fmt: skip
+    consumer = Consumer(client_config(s, **{"group.id": f"it-{uuid.uuid4()}",
+                        "auto.offset.reset": "earliest", "enable.auto.commit": False}))  # fmt: skip
     consumer.subscribe([s.topic_scored_requests])
     found: list[dict[str, Any]] = []
     deadline = time.monotonic() + timeout_s

@@ -10,6 +10,7 @@ import pytest
 from confluent_kafka import Consumer, Producer
 from confluent_kafka.admin import AdminClient, NewTopic
 
+from safra.kafka_clients import client_config
 from safra.lakehouse import iceberg_catalog, spark_session, trino_query
 from safra.settings import Settings
 
@@ -18,24 +19,18 @@ pytestmark = pytest.mark.stack
 
 def test_kafka_message_is_consumed_back(local_stack: Settings) -> None:
     topic = f"it-roundtrip-{uuid.uuid4().hex[:8]}"
-    admin = AdminClient({"bootstrap.servers": local_stack.kafka_bootstrap})
+    admin = AdminClient(client_config(local_stack))
     admin.create_topics([NewTopic(topic, num_partitions=1, replication_factor=1)])[topic].result(
         timeout=30
     )
-    producer = Producer(
-        {"bootstrap.servers": local_stack.kafka_bootstrap, "enable.idempotence": True}
-    )
+    producer = Producer(client_config(local_stack, **{"enable.idempotence": True}))
     payloads = [f"application-{i}".encode() for i in range(10)]
     for i, payload in enumerate(payloads):
         producer.produce(topic, key=str(i).encode(), value=payload)
     assert producer.flush(30) == 0
 
     consumer = Consumer(
-        {
-            "bootstrap.servers": local_stack.kafka_bootstrap,
-            "group.id": f"it-{topic}",
-            "auto.offset.reset": "earliest",
-        }
+        client_config(local_stack, **{"group.id": f"it-{topic}", "auto.offset.reset": "earliest"})
     )
     consumer.subscribe([topic])
     got: list[bytes] = []

@@ -93,6 +93,37 @@ def test_invalid_short_requests_name_the_field_and_reason(change, field, reason)
     assert reason in caught.value.errors[0]["motivo"]
 
 
+@pytest.mark.parametrize(
+    ("tax_id", "kind"),
+    [
+        ("52998224725", "CPF"),
+        ("529.982.247-25", "CPF"),
+        (" 529.982.247-25 ", "CPF"),
+        ("11222333000181", "CNPJ"),
+        ("11.222.333/0001-81", "CNPJ"),
+    ],
+)
+def test_a_tax_id_as_the_applicant_id_is_refused_naming_the_field(tax_id, kind) -> None:
+    with pytest.raises(RequestError) as caught:
+        parse_request({**SHORT, "id_proponente": tax_id})
+    ((error,),) = [caught.value.errors]
+    assert error["campo"] == "id_proponente"
+    assert error["motivo"].startswith(f"looks like a {kind}: a tax id is personal data")
+    assert "send the applicant's pseudonymous id" in error["motivo"]
+    assert tax_id.strip() not in str(caught.value)  # the refusal does not echo the tax id
+    app = generate_applications(1, seed=3, start=datetime(2024, 1, 1), end=datetime(2024, 2, 1))[0]
+    with pytest.raises(RequestError) as caught:
+        parse_request({**app, "proponente_id": tax_id})
+    assert [e["campo"] for e in caught.value.errors] == ["proponente_id"]
+
+
+@pytest.mark.parametrize(
+    "applicant", ["52998224724", "11222333000180", "00000000000", "8d0a6f4e-uuid", "p-52998224725"]
+)
+def test_ids_that_are_not_valid_tax_ids_are_accepted(applicant) -> None:
+    assert parse_request({**SHORT, "id_proponente": applicant}).id_proponente == applicant
+
+
 def test_missing_fields_are_all_named() -> None:
     with pytest.raises(RequestError) as caught:
         parse_request({"id_proponente": "p"})
