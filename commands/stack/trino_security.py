@@ -103,8 +103,7 @@ def certificate(s: Settings) -> tuple[Path, Path]:
         serialization.NoEncryption(),
     ).decode()
     write_private(server_path, key_pem + cert_pem)
-    cert_path.write_text(cert_pem)
-    cert_path.chmod(0o644)
+    write_private(cert_path, cert_pem)  # public, but nothing under the data folder is shared
     return server_path, cert_path
 
 
@@ -193,6 +192,10 @@ def access_rules(s: Settings) -> dict[str, Any]:
             {"user": re.escape(ml), "catalog": catalog, "schema": bronze,
              "table": "scored_requests", "privileges": ["SELECT"]},
             {"user": readers, "catalog": "system", "privileges": ["SELECT"]},
+        ],
+        # CALL system.runtime.kill_query (and the connectors' procedures): the ETL identity only
+        "procedures": [
+            {"user": re.escape(etl), "privileges": ["EXECUTE"]},
         ],
         "queries": [
             {"user": re.escape(etl), "allow": ["execute", "kill", "view"]},

@@ -72,7 +72,7 @@ def test_provision_writes_private_files_and_turns_them_on(tmp_path: Path) -> Non
                  "password-authenticator.properties"):  # fmt: skip
         assert _mode(etc / name) == 0o600, name
     server, cert = tmp_path / "trino" / "tls" / "server.pem", s.trino_local_cert
-    assert _mode(server) == 0o600 and _mode(cert) == 0o644
+    assert _mode(server) == 0o600 and _mode(cert) == 0o600
     assert "PRIVATE KEY" in server.read_text() and "PRIVATE KEY" not in cert.read_text()
     names = x509.load_pem_x509_certificate(cert.read_bytes()).extensions.get_extension_for_class(
         x509.SubjectAlternativeName
