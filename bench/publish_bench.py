@@ -2,9 +2,10 @@
 transform they guard, and that a quarantined batch is published whole once fixed. Prints JSON.
 
 Bronze of its own (``bench_bronze_<hex>``, pipelines/bronze_seed.py) with N applications; a full
-transform publishes silver and gold; then a batch of 1 % more rows, 30 % of them with a zero
-amount, fails the silver gate (quarantine), gold refuses, the amounts are fixed in bronze and
-silver runs again. Everything is dropped at the end.
+transform publishes silver and gold; then a batch of 10 % more rows, all with a zero amount,
+fails the silver gate (it judges the whole table: 9 % invalid is past its 5 %), so the batch is
+quarantined; gold refuses; the amounts are fixed in bronze and silver runs again. Everything
+is dropped at the end.
 
     .venv/bin/python bench/publish_bench.py --rows 100000
 """
@@ -75,9 +76,9 @@ def main() -> None:
                 timed["quarantine_seconds"] = round(time.perf_counter() - began, 4)
 
         publish.quarantine = quarantine  # type: ignore[assignment]
-        n_bad = max(100, args.rows // 100)
+        n_bad = max(100, args.rows // 10)
         batch = generate_applications(n_bad, args.seed + 999, START, END)
-        for app in batch[: int(n_bad * 0.3)]:
+        for app in batch:
             app["valor_solicitado_credito"] = 0.0
         writer.append(batch, [a["id_solicitacao"] for a in batch])
         failed = run_transform(settings, select_layers=["silver"], **run)
