@@ -71,20 +71,24 @@ class Quarantined:
     rolled_back_to: int | None
 
 
-def _load(settings: Settings, schema: str, table: str) -> Table | None:
+def _tables(settings: Settings, schema: str, layer: str) -> dict[str, Table | None]:
+    """The layer's tables (None for one that does not exist), through one catalog client."""
     from pyiceberg.exceptions import NoSuchTableError
 
-    try:
-        return iceberg_catalog(settings).load_table((schema, table))
-    except NoSuchTableError:
-        return None
+    catalog = iceberg_catalog(settings)
+    out: dict[str, Table | None] = {}
+    for name in LAYER_TABLES[layer]:
+        try:
+            out[name] = catalog.load_table((schema, name))
+        except NoSuchTableError:
+            out[name] = None
+    return out
 
 
 def current_snapshots(settings: Settings, schema: str, layer: str) -> dict[str, int | None]:
     """Each of the layer's tables' current snapshot id (None: no table or no snapshot yet)."""
     out: dict[str, int | None] = {}
-    for name in LAYER_TABLES[layer]:
-        table = _load(settings, schema, name)
+    for name, table in _tables(settings, schema, layer).items():
         snapshot = table.current_snapshot() if table is not None else None
         out[name] = snapshot.snapshot_id if snapshot is not None else None
     return out
@@ -102,8 +106,7 @@ def publish(settings: Settings, schema: str, layer: str, report: str = "") -> di
     from pyiceberg.table.update.snapshot import ManageSnapshots
 
     published: dict[str, int] = {}
-    for name in LAYER_TABLES[layer]:
-        table = _load(settings, schema, name)
+    for name, table in _tables(settings, schema, layer).items():
         snapshot = table.current_snapshot() if table is not None else None
         if table is None or snapshot is None:
             raise Unpublished(f"{schema}.{name} has no snapshot to publish (dbt built nothing?)")
@@ -134,8 +137,7 @@ def quarantine(
 
     tag = f"{QUARANTINE_PREFIX}{layer}-{datetime.now(UTC).strftime('%Y%m%dT%H%M%S%fZ')}"
     done: list[Quarantined] = []
-    for name in LAYER_TABLES[layer]:
-        table = _load(settings, schema, name)
+    for name, table in _tables(settings, schema, layer).items():
         if table is None:
             continue
         snapshot = table.current_snapshot()
@@ -152,9 +154,7 @@ def quarantine(
                     ManageSnapshots(tx).set_current_snapshot(snapshot_id=start).commit()
             tx.set_properties(_verdict("failed", reason, report, tag if changed else ""))
         if changed and start is None:
-            table = _load(settings, schema, name)
-            if table is not None:
-                table.delete(AlwaysTrue())  # every row: the next run starts this table from scratch
+            table.refresh().delete(AlwaysTrue())  # every row: the next run starts from scratch
         done.append(Quarantined(name, tag if changed else None, start if changed else None))
     log.error("%s: audit failed (%s); quarantined %s", schema, reason, done)
     return done
@@ -169,8 +169,7 @@ def require_published(settings: Settings, schema: str, layer: str) -> dict[str, 
     """
     published: dict[str, int] = {}
     fix = f"fix the cause and run `safra transform --layer {layer}`"
-    for name in LAYER_TABLES[layer]:
-        table = _load(settings, schema, name)
+    for name, table in _tables(settings, schema, layer).items():
         if table is None:
             raise Unpublished(f"{schema}.{name} does not exist: run `safra transform` first")
         props = table.properties
@@ -198,8 +197,7 @@ def require_published(settings: Settings, schema: str, layer: str) -> dict[str, 
 def quarantine_tags(settings: Settings, schema: str, layer: str) -> dict[str, list[str]]:
     """The quarantine tags each table of the layer keeps (for reports and tests)."""
     out: dict[str, list[str]] = {}
-    for name in LAYER_TABLES[layer]:
-        table = _load(settings, schema, name)
+    for name, table in _tables(settings, schema, layer).items():
         if table is not None:
             out[name] = sorted(r for r in table.metadata.refs if r.startswith(QUARANTINE_PREFIX))
     return out

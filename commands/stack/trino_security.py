@@ -16,8 +16,8 @@ What ``safra stack up`` writes under ``<data_dir>/trino/`` before Trino starts:
 - **Who may read what** (``etc/rules.json``): Trino's ``file`` access control. The ETL identity
   owns every schema of the Iceberg catalog; the analyst reads the silver and gold schemas; the
   ML identity reads the gold schema, the two silver tables training reads and the scored
-  requests (drift); only the ETL identity sees other users' queries (their text carries the
-  pseudonymization key dbt hands to Trino).
+  requests (drift); only the ETL identity sees other users' queries (their text names bronze's
+  tables and values).
 - **The internal shared secret** (``etc/shared-secret``, mode 0600, made once), written into
   ``config.properties`` (mode 0600): never on a command line.
 """

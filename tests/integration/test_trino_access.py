@@ -107,8 +107,8 @@ def test_only_etl_writes(local_stack: Settings, lake) -> None:
 
 
 def test_readers_never_see_the_etl_queries(local_stack: Settings, lake) -> None:
-    """The ETL identity's query text carries the pseudonymization key (dbt hands it to Trino):
-    the other identities see their own queries only."""
+    """The ETL identity's query text names bronze's tables and values: the other identities see
+    their own queries only."""
     marker = f"it_marker_{uuid.uuid4().hex[:8]}"
     trino_query(local_stack, f"select '{marker}'", source="it-access")
     sql = "select query from system.runtime.queries"

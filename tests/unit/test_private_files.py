@@ -4,6 +4,7 @@ Redis password in a private config file instead of on the command line."""
 from __future__ import annotations
 
 import os
+import secrets
 import stat
 import sys
 from pathlib import Path
@@ -91,7 +92,7 @@ def test_redis_password_is_in_a_private_config_file_not_on_the_command_line(
     tmp_path: Path, umask_restored
 ) -> None:
     os.umask(0o022)
-    password = "a-redis-password-1234"
+    password = secrets.token_urlsafe(16)
     s = Settings(_env_file=None, data_dir=tmp_path / "data", redis_password=password)
     spec = redis_spec(s)
     assert password not in " ".join(spec.command)

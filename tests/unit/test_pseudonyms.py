@@ -3,6 +3,8 @@ a 0600 file, its path alone on Trino's command line, Safra's plugin beside Trino
 
 from __future__ import annotations
 
+import hashlib
+import secrets
 import stat
 from pathlib import Path
 
@@ -13,33 +15,35 @@ from commands.stack.provision import ProvisionError
 from safra.pseudonyms import pseudonym, tax_id_digits, tax_id_pseudonym
 from safra.settings import Settings
 
-KEY = "safra-unit-test-key-0123"
-# HMAC-SHA256 vectors computed with `printf '%s' VALUE | openssl dgst -sha256 -hmac KEY`
-VECTORS = {
-    "12345678909": "cd0fb5f1c689ff23afc87e1d853016da3e8936d560caad722573f17721609254",
-    "12345678000195": "17f03066346bd204aa3ec7b374104dffe1ca233bb1035a7cbdd15d0bddf8a849",
-    "José da Silva Ção": "5349249c7aa2d88d3febe7dcd2251b047c141b57fadd95909c74721e3345b6ed",
-    "MAT-0001.22": "2668656923c736a1d02a348935d2b48fa82a25378261af015d8601cf096fa77a",
-    "": "9727d04fe7c296939139ffa2f3b372fc24292d11d1b7dd4a7958821ebb5507be",
-}
+KEY = secrets.token_urlsafe(24)  # generated: no key-like literal in the repository
+
+
+def _hmac(value: str, key: str) -> str:
+    """An independent HMAC-SHA256 (RFC 2104 by hand, over hashlib's SHA-256)."""
+    block = key.encode().ljust(64, b"\0")
+    inner = hashlib.sha256(bytes(b ^ 0x36 for b in block) + value.encode()).digest()
+    return hashlib.sha256(bytes(b ^ 0x5C for b in block) + inner).hexdigest()
 
 
 def test_pseudonym_is_hmac_sha256_hex_of_utf8() -> None:
-    for value, digest in VECTORS.items():
-        assert pseudonym(value, KEY) == digest, value
-    # RFC 4231, test case 2
+    # RFC 4231, test cases 1 and 2
+    assert pseudonym("Hi There", "\x0b" * 20) == (
+        "b0344c61d8db38535ca8afceaf0bf12b881dc200c9833da726e9376c2e32cff7"
+    )
     assert pseudonym("what do ya want for nothing?", "Jefe") == (
         "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843"
     )
+    for value in ("12345678909", "12345678000195", "José da Silva Ção", "MAT-0001.22", ""):
+        assert pseudonym(value, KEY) == _hmac(value, KEY), value
 
 
 def test_a_tax_id_is_pseudonymized_by_its_digits() -> None:
     assert tax_id_digits(" 123.456.789-09 ") == "12345678909"
-    assert tax_id_pseudonym("123.456.789-09", KEY) == VECTORS["12345678909"]
-    assert tax_id_pseudonym("12.345.678/0001-95", KEY) == VECTORS["12345678000195"]
+    assert tax_id_pseudonym("123.456.789-09", KEY) == _hmac("12345678909", KEY)
+    assert tax_id_pseudonym("12.345.678/0001-95", KEY) == _hmac("12345678000195", KEY)
     assert tax_id_pseudonym("12345678909", KEY) == pseudonym("12345678909", KEY)
     # names and land registry numbers are hashed as they are: punctuation matters there
-    assert pseudonym("123.456.789-09", KEY) != VECTORS["12345678909"]
+    assert pseudonym("123.456.789-09", KEY) != _hmac("12345678909", KEY)
 
 
 def _settings(tmp_path: Path, key: str) -> Settings:
