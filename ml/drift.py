@@ -31,11 +31,15 @@ than left to Evidently's size-based choice so that a check means the same at any
 columns is ≥ ``settings.drift_share``; the check has drifted when any source has.
 
 A shift confined to a small segment is not population drift: the ``drought`` scenario (soybean
-farms in MT, GO and MS, ~11 % of applications, declaring 25 % less income) moves no column of
+farms in MT, GO and MS, ~10 % of applications, declaring 25 % less income) moves no column of
 the whole population past the threshold (the largest distance, income, was 0.046 against 0.040
-between two baseline samples), so the check says no drift; within that segment income and
-amount per hectare do move (0.12, 0.22). Catching it needs labels (the outcomes, months later,
-through retraining on schedule) or per-segment checks, which this module does not run.
+between two baseline samples). So each comparison also judges every segment
+(:mod:`ml.segment_drift`: UF, region, crop, UF × crop, person type, amount band, the champion's
+score band) with per-segment tests whose false-alarm rate over the whole check is bounded
+(Holm, ``settings.drift_alpha``); segments too small to judge are reported as such. A comparison
+has drifted when the population has (the share above) **or** any segment has; the report names
+the segments and their columns, and the HTML shows each drifted segment's columns next to the
+population's.
 
 :func:`compare` is pure (two DataFrames in, a :class:`DriftComparison` out).
 :func:`check_drift` adds the I/O: it reads the reference and the current data, writes one
@@ -76,6 +80,8 @@ from ml.registry import (
     version_run_id,
 )
 from ml.registry import predict_default_probability as _predict
+from ml.segment_drift import MAX_DRIFTED_COLUMNS_SHOWN, SegmentDrift, segment_drift
+from ml.segments import segment_labels
 from safra.lakehouse import published, trino_cursor
 from safra.settings import Settings
 
@@ -101,6 +107,8 @@ COLUMN_THRESHOLD = 0.15
 samples of 3,000 rows reach 0.10 on ``anos_experiencia`` and ``possui_experiencia_atividade``
 (returning applicants make samples clumpy); real shifts sit far above (a bureau recalibration:
 ``serasa_score`` 0.84, ``serasa_score_ausente`` 0.47, ``prob_default`` 0.44)."""
+MAX_SEGMENT_COLUMNS_IN_REPORT = 30
+"""The HTML shows at most this many (segment, column) shifts, the largest first."""
 MIN_ROWS = 1_000
 """Fewer rows than this (current or reference) are too few to judge: a source with fewer is
 skipped. Baseline against baseline, 5,000 reference rows: with 200 current rows the largest
@@ -121,6 +129,8 @@ class DriftComparison:
     """One reference/current comparison (:func:`compare`)."""
 
     drift: bool
+    """Population drift or any segment drifted."""
+    population_drift: bool
     drifted_share: float
     threshold: float
     drifted_columns: list[str]
@@ -129,13 +139,21 @@ class DriftComparison:
     rows_reference: int
     rows_current: int
     prediction_drift: bool | None
-    """Whether ``prob_default`` drifted (None when it was not compared)."""
+    """Whether ``prob_default`` drifted, population-wide or in a segment (None when it was not
+    compared)."""
+    segments: SegmentDrift | None = None
     snapshot: Any = field(repr=False, default=None)
     """Evidently's snapshot (``save_html``), None when rebuilt from JSON."""
+
+    @property
+    def drifted_segments(self) -> list[str]:
+        return [s.name for s in self.segments.drifted] if self.segments else []
 
     def summary(self) -> dict[str, Any]:
         return {
             "drift": self.drift,
+            "population_drift": self.population_drift,
+            "drifted_segments": self.drifted_segments,
             "drifted_share": round(self.drifted_share, 6),
             "threshold": self.threshold,
             "drifted_columns": self.drifted_columns,
@@ -143,6 +161,7 @@ class DriftComparison:
             "rows_reference": self.rows_reference,
             "rows_current": self.rows_current,
             "column_scores": {k: round(v, 6) for k, v in self.column_scores.items()},
+            "segments": self.segments.summary() if self.segments else None,
         }
 
 
@@ -171,8 +190,13 @@ class DriftResult:
 
     @property
     def deciding(self) -> SourceDrift:
-        """The source with the highest drifted share (the one the headline figures describe)."""
-        return max(self.sources.values(), key=lambda s: s.comparison.drifted_share)
+        """The source the headline figures describe: a drifted one first, then the one with the
+        most drifted segments, then the highest drifted share."""
+        return max(
+            self.sources.values(),
+            key=lambda s: (s.comparison.drift, len(s.comparison.drifted_segments),
+                           s.comparison.drifted_share),
+        )  # fmt: skip
 
     @property
     def drift(self) -> bool:
@@ -183,9 +207,12 @@ class DriftResult:
         top = self.deciding
         return {
             "drift": self.drift,
+            "population_drift": top.comparison.population_drift,
             "drifted_share": round(top.comparison.drifted_share, 6),
             "threshold": self.threshold,
             "drifted_columns": top.comparison.drifted_columns,
+            "drifted_segments": top.comparison.drifted_segments,
+            "prediction_drift": top.comparison.prediction_drift,
             "source": top.source,
             "rows_reference": top.comparison.rows_reference,
             "rows_current": top.comparison.rows_current,
@@ -235,16 +262,20 @@ def compare(
     numeric: Sequence[str] = MONITORED_NUMERIC,
     categorical: Sequence[str] = MONITORED_CATEGORICAL,
     column_threshold: float = COLUMN_THRESHOLD,
+    alpha: float = 0.01,
+    min_segment_rows: int = 200,
     seed: int = 0,
 ) -> DriftComparison:
     """Compare ``current`` with ``reference`` (both model inputs + ``prob_default``) — pure.
 
     Columns of ``numeric`` / ``categorical`` absent or all-null in either frame are not
-    compared (logged). Each frame is sampled down to ``sample_rows`` (seeded). Drift when the
-    share of drifted columns is ≥ ``drift_share``. ValueError when no column is comparable or
-    ``current`` has fewer than :data:`MIN_ROWS` rows.
+    compared (logged). Each frame is sampled down to ``sample_rows`` (seeded). Population drift
+    when the share of drifted columns is ≥ ``drift_share``; segments are judged by
+    :func:`ml.segment_drift.segment_drift` (``alpha``, ``min_segment_rows``). ValueError when no
+    column is comparable or ``current`` has fewer than :data:`MIN_ROWS` rows.
     """
     from evidently import DataDefinition, Dataset, Report
+    from evidently.metrics import ValueDrift
     from evidently.presets import DataDriftPreset
 
     if not 0 < drift_share <= 1:
@@ -265,6 +296,13 @@ def compare(
         )
     ref = _sample(reference, sample_rows, seed)
     cur = _sample(current, sample_rows, seed + 1)
+    began = time.perf_counter()
+    segments = segment_drift(
+        ref, cur, numeric=num, categorical=cat, alpha=alpha, min_rows=min_segment_rows
+    )
+    shown = [
+        (seg, shift) for seg in segments.drifted for shift in seg.shifts[:MAX_DRIFTED_COLUMNS_SHOWN]
+    ][:MAX_SEGMENT_COLUMNS_IN_REPORT]
 
     def frame(df: pd.DataFrame) -> pd.DataFrame:
         out = pd.DataFrame(index=df.index)
@@ -272,22 +310,31 @@ def compare(
             out[c] = pd.to_numeric(df[c], errors="coerce").astype("float64")
         for c in cat:
             out[c] = [None if v is None or v != v else str(v) for v in df[c]]
+        labels = segment_labels(df, sorted({seg.family for seg, _ in shown}))
+        for seg, shift in shown:  # the segment's values, missing outside it
+            inside = (labels[seg.family] == seg.label).to_numpy()
+            out[_segment_column(seg.name, shift.column)] = out[shift.column].where(inside)
         return out
 
-    definition = DataDefinition(numerical_columns=num, categorical_columns=cat)
-    report = Report(
-        [
-            DataDriftPreset(
-                columns=columns,
-                drift_share=drift_share,
-                num_method=NUM_METHOD,
-                cat_method=CAT_METHOD,
-                threshold=column_threshold,
-            )
-        ]
-    )
-    began = time.perf_counter()
-    snapshot = report.run(
+    seg_num = [_segment_column(g.name, x.column) for g, x in shown if x.column in num]
+    seg_cat = [_segment_column(g.name, x.column) for g, x in shown if x.column in cat]
+    definition = DataDefinition(numerical_columns=num + seg_num, categorical_columns=cat + seg_cat)
+    metrics: list[Any] = [
+        DataDriftPreset(
+            columns=columns,
+            drift_share=drift_share,
+            num_method=NUM_METHOD,
+            cat_method=CAT_METHOD,
+            threshold=column_threshold,
+        )
+    ]
+    metrics += [
+        ValueDrift(column=c, method=NUM_METHOD, threshold=segments.min_distance) for c in seg_num
+    ]
+    metrics += [
+        ValueDrift(column=c, method=CAT_METHOD, threshold=segments.min_distance) for c in seg_cat
+    ]
+    snapshot = Report(metrics).run(
         current_data=Dataset.from_pandas(frame(cur), data_definition=definition),
         reference_data=Dataset.from_pandas(frame(ref), data_definition=definition),
     )
@@ -297,7 +344,7 @@ def compare(
         name = metric["metric_name"]
         if name.startswith("DriftedColumnsCount"):
             counted = float(metric["value"]["share"])
-        elif name.startswith("ValueDrift"):
+        elif name.startswith("ValueDrift") and metric["config"]["column"] in columns:
             scores[metric["config"]["column"]] = float(metric["value"])
     missing = [c for c in columns if c not in scores]
     if counted is None or missing:
@@ -306,17 +353,22 @@ def compare(
     share = len(drifted) / len(columns)
     if abs(share - counted) > 1e-9:  # our reading of the per-column distances must match
         raise RuntimeError(f"drifted share {share} disagrees with Evidently's {counted}")
+    population = share >= drift_share
     logger.info(
-        "drift: %d/%d columns drifted (share %.3f, threshold %.3f) in %.1fs: %s",
-        len(drifted),
-        len(columns),
-        share,
-        drift_share,
-        time.perf_counter() - began,
-        drifted,
-    )
+        "drift: %d/%d columns drifted (share %.3f, threshold %.3f); %d of %d judged segments "
+        "drifted %s (%d not judged) in %.1fs: %s",
+        len(drifted), len(columns), share, drift_share, len(segments.drifted), segments.judged,
+        [s.name for s in segments.drifted][:10], len(segments.not_judged),
+        time.perf_counter() - began, drifted,
+    )  # fmt: skip
+    prediction = None
+    if PREDICTION in columns:
+        prediction = PREDICTION in drifted or any(
+            x.column == PREDICTION for seg in segments.drifted for x in seg.shifts
+        )
     return DriftComparison(
-        drift=share >= drift_share,
+        drift=population or bool(segments.drifted),
+        population_drift=population,
         drifted_share=share,
         threshold=drift_share,
         drifted_columns=drifted,
@@ -324,9 +376,15 @@ def compare(
         columns=columns,
         rows_reference=len(ref),
         rows_current=len(cur),
-        prediction_drift=(PREDICTION in drifted) if PREDICTION in columns else None,
+        prediction_drift=prediction,
+        segments=segments,
         snapshot=snapshot,
     )
+
+
+def _segment_column(segment: str, column: str) -> str:
+    """The report's name of ``column`` inside ``segment``."""
+    return f"{column} @ {segment}"
 
 
 # --- I/O: the reference, the current data, the report, MLflow ---------------------------------
@@ -522,7 +580,8 @@ def check_drift(
         try:
             comparison = compare(
                 ref.data, frame, drift_share=settings.drift_share,
-                sample_rows=settings.drift_sample_rows, seed=seed,
+                sample_rows=settings.drift_sample_rows, alpha=settings.drift_alpha,
+                min_segment_rows=settings.drift_min_segment_rows, seed=seed,
             )  # fmt: skip
         except ValueError as exc:
             raise DriftError(f"{source}: {exc}") from exc
@@ -541,9 +600,9 @@ def check_drift(
         seconds=time.perf_counter() - began,
     )
     logger.info(
-        "drift check of %s v%s: drift=%s (share %.3f from %s) in %.1fs",
+        "drift check of %s v%s: drift=%s (share %.3f, segments %s, from %s) in %.1fs",
         ref.model_name, ref.version, result.drift, result.deciding.comparison.drifted_share,
-        result.deciding.source, result.seconds,
+        result.deciding.comparison.drifted_segments[:10], result.deciding.source, result.seconds,
     )  # fmt: skip
     return result
 
@@ -575,6 +634,10 @@ def _log_run(
         metrics[metric_key(source, "drifted_columns")] = float(len(c.drifted_columns))
         metrics[metric_key(source, "rows_current")] = float(c.rows_current)
         metrics[metric_key(source, "rows_reference")] = float(c.rows_reference)
+        if c.segments is not None:
+            metrics[metric_key(source, "drifted_segments")] = float(len(c.segments.drifted))
+            metrics[metric_key(source, "judged_segments")] = float(c.segments.judged)
+            metrics[metric_key(source, "segment_tests")] = float(c.segments.tests)
         for column, score in c.column_scores.items():
             if np.isfinite(score):
                 metrics[metric_key(source, "column", column)] = score
@@ -586,6 +649,10 @@ def _log_run(
         "sources": ",".join(results),
         "skipped_sources": ",".join(skipped),
         "drifted_columns": ",".join(top.comparison.drifted_columns),
+        # MLflow caps a tag at 5,000 characters; the summary artifact holds them all
+        "drifted_segments": ",".join(
+            sorted({n for s in results.values() for n in s.comparison.drifted_segments})
+        )[:4_000],
     }
     with mlflow.start_run(
         experiment_id=exp_id, run_name=f"drift-{ref.model_name}-v{ref.version}-{stamp}"
@@ -598,6 +665,8 @@ def _log_run(
                 "num_method": NUM_METHOD,
                 "cat_method": CAT_METHOD,
                 "sample_rows": settings.drift_sample_rows,
+                "segment_alpha": settings.drift_alpha,
+                "segment_min_rows": settings.drift_min_segment_rows,
             }
         )
         mlflow.log_metrics(metrics)

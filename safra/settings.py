@@ -163,6 +163,14 @@ class Settings(BaseSettings):
         default=0.1, gt=0, le=1, description="drifted-column share that is drift"
     )
     drift_sample_rows: int = 20_000
+    # per-segment drift (ml.segment_drift): Holm over every test of a check bounds the chance of
+    # a false alarm per check (bench/drift_bench.py measures the rate)
+    drift_alpha: float = Field(
+        default=0.01, gt=0, lt=1, description="family-wise error of a check's segment tests"
+    )
+    drift_min_segment_rows: int = Field(
+        default=200, ge=2, description="fewer rows (reference or current): segment not judged"
+    )
     airflow_port: int = 8088
     airflow_jwt_secret: SecretStr = Field(
         default=SecretStr(""), description="secret Airflow's API server and workers share (.env)"

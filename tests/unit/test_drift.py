@@ -57,6 +57,8 @@ def _current(model, scenario: str, seed: int, n: int = ROWS) -> pd.DataFrame:
 def test_no_drift_between_two_baseline_samples(model, reference) -> None:
     result = compare(reference, _current(model, "baseline", seed=104), drift_share=SHARE)
     assert result.drift is False
+    assert result.segments is not None and result.segments.drifted == []
+    assert result.segments.judged > 20
     assert result.drifted_columns == []
     assert result.drifted_share == 0.0
     assert result.prediction_drift is False
@@ -77,18 +79,32 @@ def test_bureau_recalibration_is_drift(model, reference) -> None:
     assert result.column_scores["serasa_score"] > 0.5
 
 
-def test_drought_moves_too_few_columns_to_be_drift(model, reference) -> None:
-    """The drought hits soybean farms in MT/GO/MS only (~11 % of applications): over the whole
-    population no column moves past the distance threshold, so the check says no drift."""
+def test_drought_moves_too_few_columns_to_be_population_drift(model, reference) -> None:
+    """The drought hits soybean farms in MT/GO/MS only (~10 % of applications): over the whole
+    population no column moves past the distance threshold."""
     result = compare(reference, _current(model, "drought", seed=106), drift_share=SHARE)
-    assert result.drift is False
+    assert result.population_drift is False
     assert result.drifted_columns == []
+
+
+def test_drought_is_found_in_its_segment(model) -> None:
+    """At the monitoring's sizes (20,000 rows each) the drought shows where it is: soybean in
+    Mato Grosso, amount per hectare (income fell, the amount asked did not); nowhere else."""
+    reference = current_inputs(_applications(20_000, seed=120), model)
+    result = compare(reference, _current(model, "drought", seed=121, n=20_000), drift_share=SHARE)
+    assert (result.drift, result.population_drift) == (True, False)
+    assert result.segments is not None
+    found = {s.name: [c.column for c in s.shifts] for s in result.segments.drifted}
+    assert "uf_cultura=MT/SOJA" in found, found
+    assert found["uf_cultura=MT/SOJA"][0] == "valor_por_hectare"
+    assert {n.split("=")[1].split("/")[-1] for n in found} <= {"SOJA", "CENTRO_OESTE", "MT"}
+    assert result.summary()["drifted_segments"] == list(found)
 
 
 def test_drift_share_is_the_decision(model, reference) -> None:
     current = _current(model, "bureau_recalibration", seed=107)
-    assert compare(reference, current, drift_share=0.18).drift is False  # 3/17 = 0.176
-    assert compare(reference, current, drift_share=3 / 17).drift is True
+    assert compare(reference, current, drift_share=0.18).population_drift is False  # 3/17 = 0.176
+    assert compare(reference, current, drift_share=3 / 17).population_drift is True
 
 
 def test_columns_missing_from_current_are_not_compared(model, reference) -> None:
