@@ -157,9 +157,9 @@ def produce_cmd(
     rate: Annotated[
         float | None, typer.Option(help="live mode: messages per second (default: backfill)")
     ] = None,
-    scenario: Annotated[str, typer.Option(help="baseline | drought | bureau_recalibration")] = (
-        "baseline"
-    ),
+    scenario: Annotated[
+        str, typer.Option(help="baseline | drought | bureau_recalibration | income_overstatement")
+    ] = ("baseline"),
     seed: Annotated[int, typer.Option()] = 42,
     start: Annotated[str | None, typer.Option(help="backfill start, ISO date")] = None,
     end: Annotated[str | None, typer.Option(help="backfill end, ISO date")] = None,
@@ -422,16 +422,28 @@ def drift_cmd(
         f"{verdict}: {summary['model_name']} v{summary['model_version']} "
         f"(threshold {summary['threshold']:.2f} of columns)"
     )
-    table = Table("source", "rows (ref/cur)", "drifted share", "drifted columns", "report")
+    table = Table(
+        "source", "rows (ref/cur)", "drifted share", "drifted columns", "segments", "report"
+    )
     for name, s in summary["sources"].items():
+        segments = s.get("segments") or {}
         table.add_row(
             name,
             f"{s['rows_reference']:,}/{s['rows_current']:,}",
             f"{s['drifted_share']:.3f}",
             ", ".join(s["drifted_columns"]) or "-",
+            f"{len(segments.get('drifted', []))} drifted of {segments.get('judged', 0)} judged "
+            f"({len(segments.get('not_judged', []))} too small)",
             s["report_path"],
         )
     console.print(table)
+    for name, s in summary["sources"].items():
+        for seg in (s.get("segments") or {}).get("drifted", [])[:12]:
+            shifts = ", ".join(f"{c['column']} {c['distance']:.2f}" for c in seg["columns"])
+            console.print(
+                f"  [red]drifted[/] {name} {seg['segment']} "
+                f"({seg['rows_reference']:,}/{seg['rows_current']:,} rows): {shifts}"
+            )
     for name, why in summary["skipped"].items():
         console.print(f"  [yellow]![/] {name} skipped: {why}")
     console.print(f"MLflow run: {summary['mlflow_run_url']}")
@@ -664,7 +676,8 @@ def serve_cmd(
 @app.command("demo")
 def demo_cmd(
     scenario: Annotated[
-        str, typer.Option(help="drift scenario: drought | bureau_recalibration")
+        str,
+        typer.Option(help="drift scenario: drought | bureau_recalibration | income_overstatement"),
     ] = ("bureau_recalibration"),
     scale: Annotated[
         str, typer.Option(help="full (make demo) or ci (the e2e test's size)")

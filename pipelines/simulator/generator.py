@@ -323,10 +323,13 @@ def _applications(
         * rng.lognormal(0.0, INCOME_NOISE_SIGMA, n)
     )
     for shock in scenario.shocks:
-        hit = np.isin(applicants.uf, list(shock.ufs)) & np.isin(
-            applicants.cultura, list(shock.crops)
+        hit = (
+            np.isin(applicants.uf, list(shock.ufs))
+            & np.isin(applicants.cultura, list(shock.crops))
+            & np.isin(applicants.tipo_pessoa, list(shock.person_types))
         )
-        income = np.where(hit, income * shock.income_factor, income)
+        factor = shock.income_factor * shock.declared_income_factor
+        income = np.where(hit, income * factor, income)
     income = np.round(np.maximum(income, MIN_INCOME), 2)
     ratio_median = np.array([AMOUNT_TO_INCOME_MEDIAN[p] for p in purpose.tolist()])
     amount = np.round(

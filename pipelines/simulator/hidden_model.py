@@ -25,7 +25,7 @@ import numpy as np
 import pandas as pd
 
 from pipelines.simulator.geography import UFS
-from pipelines.simulator.scenarios import get_scenario
+from pipelines.simulator.scenarios import RegionalShock, get_scenario
 
 logger = logging.getLogger(__name__)
 
@@ -99,6 +99,15 @@ def _missing_columns(df: pd.DataFrame) -> list[str]:
     return [column for column in REQUIRED_COLUMNS if column not in df.columns]
 
 
+def _hit(df: pd.DataFrame, shock: RegionalShock) -> np.ndarray:
+    """The rows of ``df`` the shock affects."""
+    return (
+        df["uf"].astype(str).isin(shock.ufs)
+        & df["cultura_principal"].astype(str).isin(shock.crops)
+        & df["tipo_pessoa"].astype(str).isin(shock.person_types)
+    ).to_numpy()
+
+
 def default_logit(df: pd.DataFrame, scenario: str | None = None) -> np.ndarray:
     """The true log-odds of default of each application (row) of ``df`` under ``scenario``."""
     missing = _missing_columns(df)
@@ -107,6 +116,9 @@ def default_logit(df: pd.DataFrame, scenario: str | None = None) -> np.ndarray:
     sc = get_scenario(scenario)
 
     income = df["renda_bruta_anual_declarada"].to_numpy(dtype=float)
+    for shock in sc.shocks:  # an overstated income is judged at what the applicant earns
+        if shock.declared_income_factor != 1.0:
+            income = np.where(_hit(df, shock), income / shock.declared_income_factor, income)
     amount = df["valor_solicitado_credito"].to_numpy(dtype=float)
     debt_to_income = np.clip(amount / np.maximum(income, 1.0), 0.01, 50.0)
 
@@ -149,8 +161,7 @@ def default_logit(df: pd.DataFrame, scenario: str | None = None) -> np.ndarray:
         + df["finalidade_credito"].astype(str).map(PURPOSE_RISK).fillna(0.0).to_numpy(dtype=float)
     )
     for shock in sc.shocks:
-        hit = (uf.isin(shock.ufs) & crop.isin(shock.crops)).to_numpy()
-        logit = logit + np.where(hit, shock.logit_shift, 0.0)
+        logit = logit + np.where(_hit(df, shock), shock.logit_shift, 0.0)
     return np.asarray(logit, dtype=float)
 
 

@@ -9,6 +9,10 @@ default-probability model (the ground truth reads it):
 - ``bureau_recalibration``: the credit bureau recalibrates its score: every score is reported
   120 points lower and more applicants have none. Applicants are as risky as before, so a model
   trained on the old scores over-estimates risk.
+- ``income_overstatement``: companies (PJ) start declaring 40 % more gross income than they earn
+  (a change in how revenue is reported), in every UF and crop; they are as risky as before, so a
+  model reading the declared income under-estimates their risk. A change in one segment (person
+  type) that no single UF or crop shows.
 """
 
 from __future__ import annotations
@@ -16,12 +20,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 from types import MappingProxyType
 
+from pipelines.simulator.geography import CROPS, UFS
+
 BASELINE = "baseline"
 
 
 @dataclass(frozen=True)
 class RegionalShock:
-    """A shock to the farms growing one of ``crops`` in one of ``ufs``."""
+    """A shock to the farms growing one of ``crops`` in one of ``ufs`` (of a person type in
+    ``person_types``)."""
 
     ufs: frozenset[str]
     crops: frozenset[str]
@@ -29,6 +36,10 @@ class RegionalShock:
     """Multiplies the declared gross income of the affected applications (the feature)."""
     logit_shift: float = 0.0
     """Added to the hidden model's log-odds of default for the affected applications."""
+    declared_income_factor: float = 1.0
+    """Multiplies the declared income too, but the hidden model divides it back: what the
+    applicant says changes, not how risky it is."""
+    person_types: frozenset[str] = frozenset({"FISICA", "JURIDICA"})
 
 
 @dataclass(frozen=True)
@@ -67,6 +78,19 @@ SCENARIOS: MappingProxyType[str, Scenario] = MappingProxyType(
             "of applicants; true risk is unchanged.",
             serasa_score_shift=-120,
             serasa_missing_share=0.15,
+        ),
+        "income_overstatement": Scenario(
+            name="income_overstatement",
+            description="Companies declare 40 % more gross income than they earn, in every UF "
+            "and crop; true risk is unchanged.",
+            shocks=(
+                RegionalShock(
+                    ufs=frozenset(UFS),
+                    crops=frozenset(CROPS),
+                    declared_income_factor=1.4,
+                    person_types=frozenset({"JURIDICA"}),
+                ),
+            ),
         ),
     }
 )

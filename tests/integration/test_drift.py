@@ -116,6 +116,60 @@ def test_baseline_is_no_drift(champion, isolated) -> None:
     assert result.sources["given"].report_path.is_file()
 
 
+@pytest.fixture(scope="module")
+def large_champion(local_stack: Settings) -> Iterator[str]:
+    """A champion with a monitoring-sized reference (20,000 rows): segments of 1 to 5 % of the
+    portfolio can be judged."""
+    name = f"drift-seg-it-{uuid.uuid4().hex[:8]}"
+    result = train_and_register(
+        _applications(20_000, seed=211), _applications(2_000, seed=212, year=2025),
+        settings=local_stack, model_name=name, experiment_name=TRAIN_EXPERIMENT,
+        candidates={"hgb": HistGradientBoostingClassifier(max_iter=60, random_state=0)},
+    )  # fmt: skip
+    client = tracking_client(local_stack)
+    client.set_registered_model_alias(name, CHAMPION, result.version)
+    yield name
+    client.delete_registered_model(name)
+
+
+def test_drought_is_detected_and_named_by_segment(large_champion, isolated) -> None:
+    """Soybean in MT/GO/MS: no population-wide column moves, the segments do; the JSON, the
+    HTML report and MLflow name them; small segments are reported as not judged."""
+    current = _applications(20_000, seed=213, scenario="drought")
+    result = check_drift(
+        isolated, current=current, model_name=large_champion, experiment_name=MONITORING
+    )
+    summary = result.summary()
+    assert (summary["drift"], summary["population_drift"]) == (True, False)
+    segments = summary["sources"]["given"]["segments"]
+    drifted = {d["segment"]: d for d in segments["drifted"]}
+    assert "uf_cultura=MT/SOJA" in drifted, list(drifted)
+    assert summary["drifted_segments"] == list(drifted)
+    assert drifted["uf_cultura=MT/SOJA"]["columns"][0]["column"] == "valor_por_hectare"
+    assert all(n.endswith("SOJA") or n == "regiao=CENTRO_OESTE" for n in drifted), list(drifted)
+    assert segments["judged"] >= 60 and segments["alpha"] == isolated.drift_alpha
+    small = segments["not_judged"]
+    assert small and all(
+        min(s["rows_reference"], s["rows_current"]) < isolated.drift_min_segment_rows for s in small
+    )
+    assert all("columns" not in s for s in small)  # neither drifted nor fine
+
+    html = result.sources["given"].report_path.read_text(encoding="utf-8")
+    assert "valor_por_hectare @ uf_cultura=MT/SOJA" in html
+    run = tracking_client(isolated).get_run(result.mlflow_run_id)
+    assert "uf_cultura=MT/SOJA" in run.data.tags["drifted_segments"].split(",")
+    assert run.data.metrics["given.drifted_segments"] == float(len(drifted))
+
+
+def test_baseline_is_no_drift_in_any_segment(large_champion, isolated) -> None:
+    current = _applications(20_000, seed=214)
+    result = check_drift(
+        isolated, current=current, model_name=large_champion, experiment_name=MONITORING
+    )
+    assert result.drift is False
+    assert result.summary()["drifted_segments"] == []
+
+
 def test_no_champion_and_too_little_data_are_errors(champion, isolated) -> None:
     with pytest.raises(DriftError, match="no champion yet"):
         check_drift(isolated, current=_applications(10, seed=1), model_name="never-trained-xyz")
