@@ -319,7 +319,17 @@ def compare(
     seg_num = [_segment_column(g.name, x.column) for g, x in shown if x.column in num]
     seg_cat = [_segment_column(g.name, x.column) for g, x in shown if x.column in cat]
     definition = DataDefinition(numerical_columns=num + seg_num, categorical_columns=cat + seg_cat)
+    # the drifted segments first: the top of the page says where the world changed, then the
+    # population's table
     metrics: list[Any] = [
+        ValueDrift(
+            column=_segment_column(seg.name, shift.column),
+            method=NUM_METHOD if shift.column in num else CAT_METHOD,
+            threshold=segments.min_distance,
+        )
+        for seg, shift in shown
+    ]
+    metrics.append(
         DataDriftPreset(
             columns=columns,
             drift_share=drift_share,
@@ -327,13 +337,7 @@ def compare(
             cat_method=CAT_METHOD,
             threshold=column_threshold,
         )
-    ]
-    metrics += [
-        ValueDrift(column=c, method=NUM_METHOD, threshold=segments.min_distance) for c in seg_num
-    ]
-    metrics += [
-        ValueDrift(column=c, method=CAT_METHOD, threshold=segments.min_distance) for c in seg_cat
-    ]
+    )
     snapshot = Report(metrics).run(
         current_data=Dataset.from_pandas(frame(cur), data_definition=definition),
         reference_data=Dataset.from_pandas(frame(ref), data_definition=definition),
