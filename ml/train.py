@@ -103,7 +103,7 @@ SELECTION_MAX_ECE = 0.03
 """...among those whose validation ECE is at most this. A perfectly calibrated model shows about
 0.01 on the demo's 3,000-6,000 validation rows (each bin's realized rate is a sample), so 0.03 is
 a miscalibration, not noise: the random forest, whose averaged leaves pull every probability
-towards the mean, shows 0.026-0.042 at demo scale (``bench/train_bench.py``)."""
+towards the mean, shows 0.020-0.043 at demo scale (``bench/train_bench.py``)."""
 SELECTION_AUC_SLACK = 0.01
 """...unless that costs more than this much validation ROC-AUC: then the best ROC-AUC wins anyway
 (a poorly calibrated model that ranks far better beats a calibrated one that hardly ranks; the
