@@ -44,8 +44,8 @@ DRIFT_END = datetime(2025, 11, 28, tzinfo=UTC)
 LEARNER = "hist_gradient_boosting"
 
 
-def _fit(train: pd.DataFrame, random_state: int) -> Any:
-    classifier = candidate_classifiers(len(train), random_state=random_state)[LEARNER]
+def _fit(train: pd.DataFrame, random_state: int, learner: str = LEARNER) -> Any:
+    classifier = candidate_classifiers(len(train), random_state=random_state)[learner]
     return build_pipeline(classifier).fit(model_inputs(train), labels(train))
 
 
@@ -74,7 +74,9 @@ def _judge(champion: Any, challenger: Any, holdout: pd.DataFrame, s: Settings) -
     }  # fmt: skip
 
 
-def run_seed(seed: int, history: int, drift: int, scenario: str, s: Settings) -> dict[str, Any]:
+def run_seed(
+    seed: int, history: int, drift: int, scenario: str, s: Settings, learner: str = LEARNER
+) -> dict[str, Any]:
     drift_start = DRIFT_END - 180 * DAY
     past = labelled_frame(
         generate_applications(history, seed, drift_start - 360 * DAY, drift_start), seed
@@ -86,13 +88,15 @@ def run_seed(seed: int, history: int, drift: int, scenario: str, s: Settings) ->
     )
     past_train, past_holdout = out_of_time_split(past, valid_fraction=0.2)
     moved_train, moved_holdout = out_of_time_split(moved, valid_fraction=0.2)
-    champion = _fit(past_train, random_state=42)
+    champion = _fit(past_train, random_state=42, learner=learner)
     return {
         "seed": seed,
         "equal_skill": _judge(
-            champion, _fit(past_train, random_state=1000 + seed), past_holdout, s
+            champion, _fit(past_train, random_state=1000 + seed, learner=learner), past_holdout, s
         ),
-        "post_drift": _judge(champion, _fit(moved_train, random_state=42), moved_holdout, s),
+        "post_drift": _judge(
+            champion, _fit(moved_train, random_state=42, learner=learner), moved_holdout, s
+        ),
     }
 
 
@@ -126,12 +130,15 @@ def main() -> None:
     parser.add_argument("--history", type=int, default=30_000)
     parser.add_argument("--drift", type=int, default=15_000)
     parser.add_argument("--scenario", default="bureau_recalibration")
+    parser.add_argument(
+        "--learner", default=LEARNER, help="a candidate of ml.train.candidate_classifiers"
+    )
     args = parser.parse_args()
     s = Settings()
     began = time.perf_counter()
     runs = []
     for seed in range(args.first_seed, args.first_seed + args.seeds):
-        runs.append(run_seed(seed, args.history, args.drift, args.scenario, s))
+        runs.append(run_seed(seed, args.history, args.drift, args.scenario, s, args.learner))
         print(f"seed {seed}: done", flush=True, file=sys.stderr)
     equal, post = _summary(runs, "equal_skill"), _summary(runs, "post_drift")
     print(
@@ -139,6 +146,7 @@ def main() -> None:
             {
                 "bench": "promotion",
                 "scenario": args.scenario,
+                "learner": args.learner,
                 "seeds": args.seeds,
                 "history": args.history,
                 "drift": args.drift,

@@ -8,6 +8,14 @@ The decision thresholds are arguments with the business defaults :data:`APPROVE_
 
 "F1 at the business threshold" (DOMAIN.md) is the F1 of the default class when every application
 whose probability is strictly above ``deny_above`` is predicted as a default.
+
+The **expected calibration error** (:func:`expected_calibration_error`) is read off
+:func:`calibration_table`: the rows sorted by predicted probability are cut into ``n_bins``
+equal-frequency bins (:data:`CALIBRATION_BINS`), and ECE is the row-weighted mean over the bins of
+|mean predicted probability − realized default rate|. Equal-frequency bins keep every bin's
+realized rate equally noisy (fixed-width bins would leave the few high-risk rows in near-empty
+bins). On a holdout of 3,000 rows a perfectly calibrated model still shows an ECE of about 0.01:
+each bin's realized rate is a sample.
 """
 
 from __future__ import annotations
@@ -19,7 +27,6 @@ from typing import Literal
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
-from sklearn.calibration import calibration_curve
 from sklearn.metrics import (
     average_precision_score,
     brier_score_loss,
@@ -42,6 +49,8 @@ default for F1 at the business threshold)."""
 Decision = Literal["APPROVE", "MANUAL_REVIEW", "DENY"]
 DECISIONS: tuple[Decision, ...] = ("APPROVE", "MANUAL_REVIEW", "DENY")
 SEGMENTS: tuple[str, ...] = ("regiao", "tipo_pessoa", "cultura_principal")
+CALIBRATION_BINS = 10
+"""Equal-frequency bins of :func:`calibration_table` and :func:`expected_calibration_error`."""
 
 
 def _check_thresholds(approve_below: float, deny_above: float) -> None:
@@ -90,6 +99,57 @@ def ks_statistic(y_true: np.ndarray | Sequence[int], prob: np.ndarray | Sequence
     return float(np.max(tpr - fpr))
 
 
+def calibration_table(
+    y_true: np.ndarray | Sequence[int] | pd.Series,
+    prob: np.ndarray | Sequence[float] | pd.Series,
+    n_bins: int = CALIBRATION_BINS,
+) -> pd.DataFrame:
+    """The calibration curve: one row per equal-frequency bin of predicted probability.
+
+    The rows, sorted by ``prob`` (stable: ties keep their input order), are cut into ``n_bins``
+    contiguous bins whose sizes differ by at most one (the first bins take the extra rows; fewer
+    bins when there are fewer rows). Columns: ``bin`` (0 = lowest probabilities), ``count``,
+    ``mean_predicted``, ``realized_rate`` (share of defaults), ``gap`` (their absolute
+    difference).
+    """
+    y = np.asarray(y_true).astype(int)
+    p = np.asarray(prob, dtype=float)
+    if y.shape != p.shape:
+        raise ValueError(f"y_true {y.shape} and prob {p.shape} differ in shape")
+    if y.size == 0:
+        raise ValueError("no rows to evaluate")
+    if n_bins < 1:
+        raise ValueError(f"n_bins must be >= 1, got {n_bins}")
+    order = np.argsort(p, kind="stable")
+    bins = [rows for rows in np.array_split(order, min(n_bins, y.size)) if rows.size]
+    predicted = np.array([p[rows].mean() for rows in bins])
+    realized = np.array([y[rows].mean() for rows in bins])
+    return pd.DataFrame(
+        {
+            "bin": np.arange(len(bins)),
+            "count": np.array([rows.size for rows in bins]),
+            "mean_predicted": predicted,
+            "realized_rate": realized,
+            "gap": np.abs(predicted - realized),
+        }
+    )
+
+
+def expected_calibration_error(
+    y_true: np.ndarray | Sequence[int] | pd.Series,
+    prob: np.ndarray | Sequence[float] | pd.Series,
+    n_bins: int = CALIBRATION_BINS,
+) -> float:
+    """ECE: the row-weighted mean, over :func:`calibration_table`'s equal-frequency bins, of
+    |mean predicted probability − realized default rate|. 0 is perfect; with one bin it is the
+    calibration gap |mean prob − observed rate|."""
+    return _weighted_gap(calibration_table(y_true, prob, n_bins))
+
+
+def _weighted_gap(table: pd.DataFrame) -> float:
+    return float(np.sum(table["count"] * table["gap"]) / table["count"].sum())
+
+
 def metrics(
     y_true: np.ndarray | Sequence[int] | pd.Series,
     prob: np.ndarray | Sequence[float] | pd.Series,
@@ -100,8 +160,9 @@ def metrics(
 
     ``f1_at_threshold`` (with ``precision_at_threshold`` / ``recall_at_threshold``) predicts a
     default when ``prob > deny_above``; ``roc_auc``, ``pr_auc`` (average precision) and ``ks`` are
-    NaN when ``y_true`` holds one class; ``calibration_gap`` = |mean prob − observed rate|; the
-    ``share_*`` entries are the decision mix.
+    NaN when ``y_true`` holds one class; ``calibration_gap`` = |mean prob − observed rate|; ``ece``
+    the expected calibration error (:func:`expected_calibration_error`, :data:`CALIBRATION_BINS`
+    equal-frequency bins); the ``share_*`` entries are the decision mix.
     """
     y = np.asarray(y_true).astype(int)
     p = np.asarray(prob, dtype=float)
@@ -124,6 +185,7 @@ def metrics(
         "mean_prob": float(p.mean()),
         "observed_rate": float(y.mean()),
         "calibration_gap": float(abs(p.mean() - y.mean())),
+        "ece": expected_calibration_error(y, p),
     }
     for decision in DECISIONS:
         out[f"share_{decision.lower()}"] = float(np.mean(decisions == decision))
@@ -193,19 +255,19 @@ def roc_figure(y_true: np.ndarray | pd.Series, prob: np.ndarray | pd.Series) -> 
 
 
 def calibration_figure(
-    y_true: np.ndarray | pd.Series, prob: np.ndarray | pd.Series, n_bins: int = 10
+    y_true: np.ndarray | pd.Series, prob: np.ndarray | pd.Series, n_bins: int = CALIBRATION_BINS
 ) -> Figure:
-    """Reliability diagram (quantile bins): observed default rate against mean probability."""
-    observed, predicted = calibration_curve(
-        np.asarray(y_true).astype(int), np.asarray(prob, dtype=float), n_bins=n_bins,
-        strategy="quantile",
-    )  # fmt: skip
+    """Reliability diagram: realized default rate against mean probability per bin of
+    :func:`calibration_table` (the bins ECE is computed on), ECE in the legend."""
+    table = calibration_table(y_true, prob, n_bins)
+    ece = _weighted_gap(table)
+    predicted, observed = table["mean_predicted"], table["realized_rate"]
     fig = Figure(figsize=(5, 5))
     ax = fig.subplots()
-    ax.plot(predicted, observed, marker="o", label="model")
+    ax.plot(predicted, observed, marker="o", label=f"model (ECE {ece:.4f}, {len(table)} bins)")
     top = max(float(np.max(predicted)), float(np.max(observed)), 0.05)
     ax.plot([0, top], [0, top], linestyle="--", color="grey", label="perfect")
-    ax.set(xlabel="mean predicted probability", ylabel="observed default rate", title="Calibration")
+    ax.set(xlabel="mean predicted probability", ylabel="realized default rate", title="Calibration")
     ax.legend(loc="upper left")
     return fig
 

@@ -58,8 +58,9 @@ SKOPS_TRUSTED_TYPES = [
     "sklearn.tree._tree.Tree",
 ]
 """The types beyond skops' defaults that Safra's pipelines hold (ColumnTransformer,
-SimpleImputer, OneHotEncoder, then HistGradientBoostingClassifier or RandomForestClassifier):
-what :func:`load_version` lets skops build, whatever a model's own MLmodel file says."""
+SimpleImputer, OneHotEncoder, then HistGradientBoostingClassifier or RandomForestClassifier; or
+QuantileTransformer, StandardScaler, PolynomialFeatures and LogisticRegression, all among skops'
+defaults): what :func:`load_version` lets skops build, whatever a model's own MLmodel file says."""
 
 
 def tracking_client(settings: Settings) -> MlflowClient:

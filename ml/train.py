@@ -1,11 +1,28 @@
-"""Training: an out-of-time split, two candidate pipelines, the better one logged and registered.
+"""Training: an out-of-time split, three candidate pipelines, the best one logged and registered.
 
-Each candidate is ONE scikit-learn :class:`~sklearn.pipeline.Pipeline` (one-hot for categoricals,
-median imputation + missing indicators for numerics, then the classifier) over
-:func:`ml.features.model_inputs` — the same function serving calls. Candidates are compared on the
-same out-of-time validation window; the one with the higher validation ROC-AUC wins (ranking is
-what the thresholds then cut; F1 at the business threshold is logged beside it and is what
-promotion compares).
+Each candidate is ONE scikit-learn :class:`~sklearn.pipeline.Pipeline` over
+:func:`ml.features.model_inputs` — the same function serving calls — whose preprocessing follows
+the learner (:func:`build_pipeline`):
+
+- the trees (random forest, histogram gradient boosting) take the numerics as they are (median
+  imputation + missing indicators) and one-hot categoricals;
+- the linear model (``logistic_regression``: L2-regularized logistic regression) needs its inputs
+  on a scale where a straight line means something: every numeric is mapped through its training
+  quantiles onto a standard normal (money and ratios are log-normal-like, so this is close to
+  taking their logs, and an outlier at serving time is clipped to the training range instead of
+  extrapolated), then imputed (+ missing indicators) and standardized; categoricals are one-hot,
+  plus the crop × region crosses (the same crop is not the same risk in every climate).
+
+Candidates are compared on the same out-of-time validation window (:func:`select_winner`). The
+winner is the highest validation ROC-AUC (ranking is what the thresholds then cut) among the
+candidates whose expected calibration error (:func:`ml.evaluate.expected_calibration_error`) is
+at most :data:`SELECTION_MAX_ECE`: a lender reads the probability itself (the approve/deny
+thresholds, pricing, provisions), so a model that ranks well but says 20 % where 30 % default is
+set aside — as long as that costs at most :data:`SELECTION_AUC_SLACK` of ROC-AUC (about its
+noise on the holdout). Beyond that, or when no candidate is calibrated, the highest ROC-AUC wins
+anyway, the run is tagged ``selection_calibration=outside-bound`` and the promotion guardrails
+judge its calibration.
+F1 at the business threshold is logged beside it and is what promotion compares.
 
 :func:`fit_candidates` is pure (no MLflow): the benchmark and the tests use it directly.
 :func:`train_and_register` adds the MLflow run (params, metrics, per-segment metrics, plots,
@@ -27,6 +44,7 @@ from __future__ import annotations
 import logging
 import subprocess
 import time
+import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
@@ -45,8 +63,14 @@ from sklearn.base import ClassifierMixin
 from sklearn.compose import ColumnTransformer
 from sklearn.ensemble import HistGradientBoostingClassifier, RandomForestClassifier
 from sklearn.impute import SimpleImputer
+from sklearn.linear_model import LogisticRegression, LogisticRegressionCV
 from sklearn.pipeline import Pipeline
-from sklearn.preprocessing import OneHotEncoder
+from sklearn.preprocessing import (
+    OneHotEncoder,
+    PolynomialFeatures,
+    QuantileTransformer,
+    StandardScaler,
+)
 from threadpoolctl import threadpool_limits
 
 from ml import evaluate, signing
@@ -74,7 +98,25 @@ DEFAULT_VALID_FRACTION = 0.2
 """The latest share of rows that validates (``safra train``), and the promotion holdout when no
 validation window is recorded (``safra promote``)."""
 SELECTION_METRIC = "roc_auc"
-"""Candidates are ranked by validation ROC-AUC."""
+"""Candidates are ranked by validation ROC-AUC..."""
+SELECTION_MAX_ECE = 0.03
+"""...among those whose validation ECE is at most this. A perfectly calibrated model shows about
+0.01 on the demo's 3,000-6,000 validation rows (each bin's realized rate is a sample), so 0.03 is
+a miscalibration, not noise: the random forest, whose averaged leaves pull every probability
+towards the mean, shows 0.020-0.043 at demo scale (``bench/train_bench.py``)."""
+SELECTION_AUC_SLACK = 0.01
+"""...unless that costs more than this much validation ROC-AUC: then the best ROC-AUC wins anyway
+(a poorly calibrated model that ranks far better beats a calibrated one that hardly ranks; the
+promotion guardrails still judge its calibration). 0.01 is about the standard error of ROC-AUC
+on a 3,000-row holdout: within it, the rankings are not distinguishable and calibration decides."""
+LINEAR_C = 0.03
+"""Inverse L2 strength of the logistic regression, on standardized inputs. Chosen on the
+benchmark (0.01-1: 0.03 was best or within noise on 12,000-24,000 rows of every scenario); the
+penalty does not grow with the rows, so it matters less on larger training sets."""
+LINEAR_MODELS = (LogisticRegression, LogisticRegressionCV)
+"""The classifiers :func:`build_pipeline` gives :func:`linear_preprocess`'s inputs."""
+CROSSED_CATEGORICALS: tuple[str, str] = ("regiao", "cultura_principal")
+"""The linear model's one interaction: a crop's risk depends on the region's climate."""
 REFERENCE_SAMPLE_ROWS = 20_000
 """Training rows kept as the drift reference: per-segment drift needs a few hundred rows in
 segments of 1 to 5 % of the portfolio (UF x crop), which 5,000 rows did not give."""
@@ -127,9 +169,10 @@ def out_of_time_split(
     return train, valid
 
 
-def build_pipeline(classifier: ClassifierMixin) -> Pipeline:
-    """The model: preprocessing of :data:`ml.features.FEATURE_COLUMNS` + ``classifier``."""
-    preprocess = ColumnTransformer(
+def tree_preprocess() -> ColumnTransformer:
+    """The trees' inputs: numerics as they are (median-imputed, + missing indicators),
+    categoricals one-hot (unknown levels ignored)."""
+    return ColumnTransformer(
         [
             (
                 "numeric",
@@ -145,13 +188,61 @@ def build_pipeline(classifier: ClassifierMixin) -> Pipeline:
         remainder="drop",
         verbose_feature_names_out=False,
     )
+
+
+def linear_preprocess(random_state: int = 42) -> ColumnTransformer:
+    """The linear model's inputs: numerics through their training quantiles onto a standard
+    normal, then median-imputed (+ missing indicators) and standardized; categoricals one-hot,
+    plus the one-hot crosses of :data:`CROSSED_CATEGORICALS` (their pairwise products; the
+    crop × crop and region × region ones are always 0 and cost only a column). Sparse, so that a
+    million rows stay small."""
+    numeric = Pipeline(
+        [
+            (
+                "quantile",
+                QuantileTransformer(output_distribution="normal", random_state=random_state),
+            ),
+            (
+                "impute",
+                SimpleImputer(strategy="median", add_indicator=True, keep_empty_features=True),
+            ),
+            ("scale", StandardScaler()),
+        ]
+    )
+    crosses = Pipeline(
+        [
+            ("onehot", OneHotEncoder(handle_unknown="ignore")),
+            ("cross", PolynomialFeatures(degree=2, interaction_only=True, include_bias=False)),
+        ]
+    )
+    return ColumnTransformer(
+        [
+            ("numeric", numeric, list(NUMERIC)),
+            ("categorical", OneHotEncoder(handle_unknown="ignore"), list(CATEGORICAL)),
+            ("crosses", crosses, list(CROSSED_CATEGORICALS)),
+        ],
+        remainder="drop",
+        verbose_feature_names_out=False,
+    )
+
+
+def build_pipeline(classifier: ClassifierMixin) -> Pipeline:
+    """The model: the preprocessing ``classifier``'s family needs (:func:`linear_preprocess` for a
+    linear model, :func:`tree_preprocess` otherwise) of :data:`ml.features.FEATURE_COLUMNS`, then
+    ``classifier``."""
+    if isinstance(classifier, LINEAR_MODELS):
+        state = classifier.get_params().get("random_state")
+        preprocess = linear_preprocess(state if isinstance(state, int) else 42)
+    else:
+        preprocess = tree_preprocess()
     return Pipeline([("preprocess", preprocess), ("classifier", classifier)])
 
 
 def candidate_classifiers(
     n_rows: int, random_state: int = 42, n_jobs: int = 1
 ) -> dict[str, ClassifierMixin]:
-    """The candidates, by name: the seed's random forest and a histogram gradient boosting."""
+    """The candidates, by name: the seed's random forest, a histogram gradient boosting and an
+    L2-regularized logistic regression (on :func:`linear_preprocess`'s inputs)."""
     max_samples = min(1.0, RF_MAX_ROWS_PER_TREE / max(n_rows, 1))
     return {
         "random_forest": RandomForestClassifier(
@@ -172,6 +263,9 @@ def candidate_classifiers(
             validation_fraction=0.1,
             n_iter_no_change=30,
             random_state=random_state,
+        ),
+        "logistic_regression": LogisticRegression(
+            C=LINEAR_C, max_iter=2_000, random_state=random_state
         ),
     }
 
@@ -197,6 +291,8 @@ class Selection:
     valid_inputs: pd.DataFrame
     y_train: np.ndarray
     y_valid: np.ndarray
+    eligible: list[str] = field(default_factory=list)
+    """The candidates within :data:`SELECTION_MAX_ECE` (see :func:`select_winner`)."""
 
     @property
     def best(self) -> CandidateFit:
@@ -216,6 +312,8 @@ class TrainResult:
     candidate_aucs: dict[str, float]
     model_name: str
     version: str | None = None
+    candidate_eces: dict[str, float] = field(default_factory=dict)
+    """Each candidate's validation ECE (:func:`ml.evaluate.expected_calibration_error`)."""
     """The registered version (None when ``register=False``)."""
     segment_metrics: pd.DataFrame = field(default_factory=pd.DataFrame)
     pipeline: Pipeline | None = None
@@ -242,7 +340,8 @@ def fit_candidates(
     random_state: int = 42,
     n_jobs: int = 1,
 ) -> Selection:
-    """Fit every candidate on ``train_df``, evaluate on ``valid_df``, pick the best ROC-AUC.
+    """Fit every candidate on ``train_df``, evaluate on ``valid_df``, pick the winner
+    (:func:`select_winner`: the best ROC-AUC among the calibrated ones).
 
     Pure: no MLflow. ``n_jobs`` caps the threads (forest jobs and OpenMP) of every fit.
     """
@@ -255,24 +354,71 @@ def fit_candidates(
     for name, classifier in chosen.items():
         pipeline = build_pipeline(classifier)
         began = time.perf_counter()
-        with threadpool_limits(limits=n_jobs):
+        with threadpool_limits(limits=n_jobs), warnings.catch_warnings():
+            # a history column with no value at all (no returning applicant in the window) is
+            # imputed as 0; the quantile step's numpy says "All-NaN slice" about it
+            warnings.filterwarnings("ignore", "All-NaN slice", RuntimeWarning)
             pipeline.fit(x_train, y_train)
             prob = pipeline.predict_proba(x_valid)[:, 1]
         seconds = time.perf_counter() - began
         scores = evaluate.metrics(y_valid, prob, deny_above=deny_above, approve_below=approve_below)
         fits[name] = CandidateFit(name, pipeline, seconds, prob, scores)
         logger.info(
-            "candidate %s: %.1fs on %d rows, valid roc_auc %.4f, f1@%.2f %.4f",
+            "candidate %s: %.1fs on %d rows, valid roc_auc %.4f, ece %.4f, f1@%.2f %.4f",
             name,
             seconds,
             len(x_train),
             scores["roc_auc"],
+            scores["ece"],
             deny_above,
             scores["f1_at_threshold"],
         )
-    winner = max(fits, key=lambda n: np.nan_to_num(fits[n].metrics[SELECTION_METRIC], nan=-1.0))
-    logger.info("winner by validation %s: %s", SELECTION_METRIC, winner)
-    return Selection(fits, winner, x_train, x_valid, y_train, y_valid)
+    winner, eligible = select_winner({name: fit.metrics for name, fit in fits.items()})
+    return Selection(fits, winner, x_train, x_valid, y_train, y_valid, eligible)
+
+
+def select_winner(
+    scores: Mapping[str, Mapping[str, float]],
+    max_ece: float = SELECTION_MAX_ECE,
+    auc_slack: float = SELECTION_AUC_SLACK,
+) -> tuple[str, list[str]]:
+    """(winner, eligible) from each candidate's validation :func:`ml.evaluate.metrics`.
+
+    ``eligible``: the candidates whose ``ece`` is at most ``max_ece`` (in the given order). The
+    winner is the best eligible :data:`SELECTION_METRIC` when it is within ``auc_slack`` of the
+    best of all; otherwise (none eligible, or calibration would cost more ranking than that) the
+    best of all wins, with a warning.
+    """
+    if not scores:
+        raise ValueError("no candidates to select from")
+
+    def auc(name: str) -> float:
+        return float(np.nan_to_num(scores[name][SELECTION_METRIC], nan=-1.0))
+
+    best_of_all = max(scores, key=auc)
+    eligible = [n for n, m in scores.items() if m["ece"] <= max_ece]
+    set_aside = ", ".join(f"{n} (ece {scores[n]['ece']:.4f})" for n in scores if n not in eligible)
+    best_eligible = max(eligible, key=auc) if eligible else None
+    if best_eligible is not None and auc(best_eligible) >= auc(best_of_all) - auc_slack:
+        logger.info(
+            "winner by validation %s among the calibrated (ece <= %.3f): %s%s",
+            SELECTION_METRIC,
+            max_ece,
+            best_eligible,
+            f"; set aside: {set_aside}" if set_aside else "",
+        )
+        return best_eligible, eligible
+    logger.warning(
+        "%s wins on %s alone: its ece %.4f > %.3f, and %s",
+        best_of_all,
+        SELECTION_METRIC,
+        scores[best_of_all]["ece"],
+        max_ece,
+        "no candidate is calibrated"
+        if best_eligible is None
+        else f"the best calibrated one, {best_eligible}, ranks worse by more than {auc_slack}",
+    )
+    return best_of_all, eligible
 
 
 def git_commit(cwd: Path | None = None) -> str | None:
@@ -337,6 +483,25 @@ def _log_figures(y: np.ndarray, prob: np.ndarray, deny_above: float) -> None:
     }
     for artifact, make in figures.items():
         mlflow.log_figure(make(), artifact)
+
+
+CALIBRATION_ARTIFACT = "evaluation/calibration_curve.json"
+"""The winner's (and every candidate's) calibration curve on the validation window: one row per
+candidate and equal-frequency bin (:func:`ml.evaluate.calibration_table`)."""
+
+
+def calibration_curves(selection: Selection) -> pd.DataFrame:
+    """:func:`ml.evaluate.calibration_table` of every candidate on the validation window, with
+    ``candidate`` and ``winner`` (bool) columns: the table :data:`CALIBRATION_ARTIFACT` holds."""
+    tables = [
+        evaluate.calibration_table(selection.y_valid, fit.valid_prob).assign(
+            candidate=name, winner=name == selection.winner
+        )
+        for name, fit in selection.candidates.items()
+    ]
+    curves = pd.concat(tables, ignore_index=True)
+    first = ["candidate", "winner"]
+    return curves[first + [c for c in curves.columns if c not in first]]
 
 
 def _reference_sample(selection: Selection, random_state: int, label_col: str) -> pd.DataFrame:
@@ -408,6 +573,9 @@ def train_and_register(
             "winner": selection.winner,
             "feature_set_version": FEATURE_SET_VERSION,
             "actor": actor(),
+            "selection_calibration": (
+                "within-bound" if selection.winner in selection.eligible else "outside-bound"
+            ),
         }
     )
 
@@ -425,6 +593,8 @@ def train_and_register(
             "approve_below": approve_below,
             "deny_above": deny_above,
             "selection_metric": f"valid_{SELECTION_METRIC}",
+            "selection_max_ece": SELECTION_MAX_ECE,
+            "ece_bins": evaluate.CALIBRATION_BINS,
             "winner": selection.winner,
             "n_features": len(FEATURE_COLUMNS),
             "candidates": ",".join(selection.candidates),
@@ -445,6 +615,7 @@ def train_and_register(
             metric_values[metric_key("candidate", name, "valid_f1_at_threshold")] = fit.metrics[
                 "f1_at_threshold"
             ]
+            metric_values[metric_key("candidate", name, "valid_ece")] = fit.metrics["ece"]
             metric_values[metric_key("candidate", name, "fit_seconds")] = fit.fit_seconds
         for row in segments.itertuples(index=False):
             for metric in ("roc_auc", "f1_at_threshold", "n", "observed_rate", "mean_prob"):
@@ -453,6 +624,7 @@ def train_and_register(
                 )
         mlflow.log_metrics(_finite(metric_values))
         mlflow.log_table(segments, "evaluation/segment_metrics.json")
+        mlflow.log_table(calibration_curves(selection), CALIBRATION_ARTIFACT)
         _log_figures(selection.y_valid, best.valid_prob, deny_above)
         log_reference_sample(_reference_sample(selection, random_state, label_col))
 
@@ -506,6 +678,7 @@ def train_and_register(
         candidate_aucs={n: f.metrics["roc_auc"] for n, f in selection.candidates.items()},
         model_name=model_name,
         version=version,
+        candidate_eces={n: f.metrics["ece"] for n, f in selection.candidates.items()},
         segment_metrics=segments,
         pipeline=best.pipeline,
     )
@@ -533,6 +706,7 @@ class TrainReport:
     lineage: dict[str, str]
     run_url: str
     model_url: str | None
+    candidate_eces: dict[str, float] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -599,6 +773,7 @@ def run_train(
         winner=result.winner,
         metrics={k: float(v) for k, v in result.metrics.items()},
         candidate_aucs=result.candidate_aucs,
+        candidate_eces=result.candidate_eces,
         train_rows=len(train),
         valid_rows=len(valid),
         valid_from=str(valid["data_solicitacao"].min()),

@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from sklearn.ensemble import HistGradientBoostingClassifier, RandomForestClassifier
+from sklearn.linear_model import LogisticRegression
 
 from ml.alias_history import promotion_log
 from ml.features import FEATURE_COLUMNS, model_inputs
@@ -24,7 +25,7 @@ from ml.registry import (
     tracking_client,
     version_by_alias,
 )
-from ml.train import out_of_time_split, train_and_register
+from ml.train import CALIBRATION_ARTIFACT, out_of_time_split, train_and_register
 from pipelines.simulator import (
     applications_frame,
     best_achievable_auc,
@@ -62,6 +63,7 @@ def _candidates() -> dict:
         "hist_gradient_boosting": HistGradientBoostingClassifier(
             max_iter=200, learning_rate=0.08, random_state=1
         ),
+        "logistic_regression": LogisticRegression(C=0.03, max_iter=2_000, random_state=1),
     }
 
 
@@ -89,7 +91,9 @@ def test_training_run_is_logged_registered_and_loadable(
     run = client.get_run(result.run_id)
     m, tags, params = run.data.metrics, run.data.tags, run.data.params
 
-    assert result.winner == "hist_gradient_boosting"
+    # the linear model on its transforms ranks best here and is calibrated
+    assert result.winner == "logistic_regression"
+    assert result.candidate_aucs["logistic_regression"] > result.candidate_aucs["random_forest"]
     assert result.candidate_aucs["hist_gradient_boosting"] > result.candidate_aucs["random_forest"]
     for key in (
         "valid_f1_at_threshold",
@@ -97,15 +101,23 @@ def test_training_run_is_logged_registered_and_loadable(
         "valid_pr_auc",
         "valid_brier",
         "valid_ks",
+        "valid_ece",
     ):
         assert 0.0 <= m[key] <= 1.0, key
+    assert m["valid_ece"] == pytest.approx(result.metrics["ece"]) and m["valid_ece"] < 0.03
+    assert m["candidate.random_forest.valid_ece"] == pytest.approx(
+        result.candidate_eces["random_forest"]
+    )
+    assert tags["selection_calibration"] == "within-bound"
+    assert params["selection_max_ece"] == "0.03" and params["ece_bins"] == "10"
     assert m["valid_roc_auc"] > 0.78
     assert m["valid_best_achievable_auc"] == pytest.approx(ceiling)
     assert m["valid_auc_fraction_of_best"] == pytest.approx(m["valid_roc_auc"] / ceiling)
     assert m["valid_auc_fraction_of_best"] > 0.95
     assert "candidate.random_forest.valid_roc_auc" in m
     assert "segment.regiao.NORDESTE.roc_auc" in m and "segment.tipo_pessoa.JURIDICA.n" in m
-    assert params["winner"] == "hist_gradient_boosting"
+    assert params["winner"] == "logistic_regression"
+    assert params["logistic_regression.C"] == "0.03"
     assert params["random_forest.n_estimators"] == "40"
     assert tags["iceberg.snapshot.silver_applications"] == "1234"
     assert tags["feature_set_version"] == "1"
@@ -117,6 +129,15 @@ def test_training_run_is_logged_registered_and_loadable(
         "plots/calibration.png",
         "plots/confusion_at_threshold.png",
     } <= artifacts
+    curves = client.load_table(run.info.experiment_id, CALIBRATION_ARTIFACT, [result.run_id])
+    assert set(curves["candidate"]) == set(_candidates())
+    winner_curve = curves[curves["winner"]]
+    assert set(winner_curve["candidate"]) == {"logistic_regression"}
+    assert winner_curve["bin"].tolist() == list(range(10))
+    assert winner_curve["count"].sum() == len(valid)
+    assert np.sum(winner_curve["count"] * winner_curve["gap"]) / len(valid) == pytest.approx(
+        m["valid_ece"]
+    )
     reference = reference_sample(client, name, str(result.version))  # the version's own run
     assert 0 < len(reference) <= 5_000
     assert set(FEATURE_COLUMNS) <= set(reference.columns)

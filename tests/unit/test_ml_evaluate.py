@@ -11,9 +11,11 @@ from ml.evaluate import (
     APPROVE_BELOW,
     DENY_ABOVE,
     calibration_figure,
+    calibration_table,
     confusion_figure,
     decide,
     decide_many,
+    expected_calibration_error,
     ks_statistic,
     metrics,
     roc_figure,
@@ -69,6 +71,60 @@ def test_f1_at_the_business_threshold_by_hand() -> None:
     assert m["calibration_gap"] == pytest.approx(abs(np.mean(prob) - 0.5))
     assert m["share_approve"] + m["share_manual_review"] + m["share_deny"] == pytest.approx(1.0)
     assert m["share_deny"] == pytest.approx(0.5)
+
+
+def test_ece_by_hand_two_equal_frequency_bins() -> None:
+    # given out of order: sorted by probability, the low bin is 0.1, 0.2, 0.3 (defaults 0, 0, 1)
+    # and the high bin 0.6, 0.7, 0.8 (defaults 0, 1, 1)
+    y = [1, 0, 1, 0, 0, 1]
+    prob = [0.7, 0.2, 0.3, 0.6, 0.1, 0.8]
+    table = calibration_table(y, prob, n_bins=2)
+    assert table["bin"].tolist() == [0, 1]
+    assert table["count"].tolist() == [3, 3]
+    assert table["mean_predicted"].tolist() == pytest.approx([0.2, 0.7])
+    assert table["realized_rate"].tolist() == pytest.approx([1 / 3, 2 / 3])
+    assert table["gap"].tolist() == pytest.approx([2 / 15, 1 / 30])
+    # (3 * 2/15 + 3 * 1/30) / 6
+    assert expected_calibration_error(y, prob, n_bins=2) == pytest.approx(1 / 12)
+    # one bin: the calibration gap |mean prob - observed rate| = |0.45 - 0.5|
+    assert expected_calibration_error(y, prob, n_bins=1) == pytest.approx(0.05)
+    # one row per bin: the mean of |prob - y|
+    assert expected_calibration_error(y, prob, n_bins=6) == pytest.approx(
+        np.mean(np.abs(np.array(prob) - np.array(y)))
+    )
+
+
+def test_ece_uneven_bins_weigh_by_count() -> None:
+    # 7 rows in 3 bins: sizes 3, 2, 2 (the first bins take the extra row)
+    y = [0, 0, 0, 1, 0, 1, 1]
+    prob = [0.0, 0.1, 0.2, 0.4, 0.4, 0.9, 0.5]
+    table = calibration_table(y, prob, n_bins=3)
+    assert table["count"].tolist() == [3, 2, 2]
+    assert table["mean_predicted"].tolist() == pytest.approx([0.1, 0.4, 0.7])
+    assert table["realized_rate"].tolist() == pytest.approx([0.0, 0.5, 1.0])
+    # (3 * 0.1 + 2 * 0.1 + 2 * 0.3) / 7
+    assert expected_calibration_error(y, prob, n_bins=3) == pytest.approx(1.1 / 7)
+    assert metrics(y, prob)["ece"] == pytest.approx(expected_calibration_error(y, prob))
+
+
+def test_ece_of_perfect_and_of_shifted_probabilities() -> None:
+    # each bin's mean probability equals its realized rate: 0
+    y = [0, 0, 0, 1] * 2 + [0, 1, 1, 1] * 2
+    prob = [0.25] * 8 + [0.75] * 8
+    assert expected_calibration_error(y, prob, n_bins=2) == pytest.approx(0.0)
+    # every probability 0.1 too high: 0.1 in every bin
+    assert expected_calibration_error(y, np.array(prob) + 0.1, n_bins=2) == pytest.approx(0.1)
+    # more bins than rows: one bin per row
+    assert len(calibration_table([0, 1], [0.2, 0.6], n_bins=10)) == 2
+
+
+def test_ece_rejects_bad_input() -> None:
+    with pytest.raises(ValueError, match="shape"):
+        expected_calibration_error([0, 1], [0.5])
+    with pytest.raises(ValueError, match="no rows"):
+        expected_calibration_error([], [])
+    with pytest.raises(ValueError, match="n_bins"):
+        expected_calibration_error([0, 1], [0.1, 0.2], n_bins=0)
 
 
 def test_ks_by_hand() -> None:

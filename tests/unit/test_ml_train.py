@@ -8,11 +8,22 @@ from datetime import datetime
 import numpy as np
 import pandas as pd
 import pytest
+import skops.io
 from sklearn.dummy import DummyClassifier
 from sklearn.ensemble import HistGradientBoostingClassifier
 
 from ml.features import model_inputs
-from ml.train import Selection, candidate_classifiers, fit_candidates, out_of_time_split
+from ml.registry import SKOPS_TRUSTED_TYPES
+from ml.train import (
+    SELECTION_AUC_SLACK,
+    SELECTION_MAX_ECE,
+    Selection,
+    calibration_curves,
+    candidate_classifiers,
+    fit_candidates,
+    out_of_time_split,
+    select_winner,
+)
 from pipelines.simulator import applications_frame, generate_applications, generate_outcomes
 
 
@@ -59,6 +70,89 @@ def test_the_better_candidate_by_validation_auc_wins(selection: Selection) -> No
     aucs = {n: c.metrics["roc_auc"] for n, c in selection.candidates.items()}
     assert selection.winner == "hist_gradient_boosting"
     assert aucs["hist_gradient_boosting"] > 0.75 > aucs["baseline"]
+
+
+def _scores(**candidates: tuple[float, float]) -> dict[str, dict[str, float]]:
+    return {name: {"roc_auc": auc, "ece": ece} for name, (auc, ece) in candidates.items()}
+
+
+def test_selection_sets_a_miscalibrated_candidate_aside_within_the_auc_slack() -> None:
+    assert (SELECTION_MAX_ECE, SELECTION_AUC_SLACK) == (0.03, 0.01)
+    scores = _scores(forest=(0.830, 0.040), linear=(0.825, 0.010), boosting=(0.820, 0.015))
+    assert select_winner(scores) == ("linear", ["linear", "boosting"])
+    # the bound itself is calibrated enough
+    assert select_winner(_scores(a=(0.83, 0.03), b=(0.82, 0.01)))[0] == "a"
+
+
+def test_selection_keeps_the_best_ranking_when_calibration_costs_more_than_the_slack() -> None:
+    # a calibrated model that hardly ranks (a constant prior) does not beat a real one
+    scores = _scores(prior=(0.50, 0.001), boosting=(0.80, 0.045))
+    assert select_winner(scores) == ("boosting", ["prior"])
+    assert select_winner(_scores(a=(0.80, 0.05), b=(0.81, 0.04))) == ("b", [])
+    assert select_winner(_scores(a=(float("nan"), 0.0), b=(0.6, 0.0)))[0] == "b"
+    with pytest.raises(ValueError, match="no candidates"):
+        select_winner({})
+
+
+@pytest.fixture(scope="module")
+def linear(labelled: pd.DataFrame) -> Selection:
+    train, valid = out_of_time_split(labelled)
+    classifier = candidate_classifiers(len(train))["logistic_regression"]
+    return fit_candidates(train, valid, candidates={"logistic_regression": classifier})
+
+
+def test_the_linear_candidate_ranks_and_is_calibrated(linear: Selection) -> None:
+    fit = linear.best
+    steps = fit.pipeline.named_steps
+    assert list(steps) == ["preprocess", "classifier"]
+    assert [name for name, *_ in steps["preprocess"].transformers] == [
+        "numeric",
+        "categorical",
+        "crosses",
+    ]
+    assert fit.metrics["roc_auc"] > 0.78
+    assert fit.metrics["ece"] < SELECTION_MAX_ECE
+    curves = calibration_curves(linear)
+    assert curves.columns.tolist() == [
+        "candidate",
+        "winner",
+        "bin",
+        "count",
+        "mean_predicted",
+        "realized_rate",
+        "gap",
+    ]
+    assert curves["count"].sum() == len(linear.y_valid) and curves["winner"].all()
+
+
+def test_the_linear_candidate_survives_skops_and_scores_what_serving_sends(
+    labelled: pd.DataFrame, linear: Selection
+) -> None:
+    pipeline = linear.best.pipeline
+    loaded = skops.io.loads(skops.io.dumps(pipeline), trusted=SKOPS_TRUSTED_TYPES)
+    sample = model_inputs(labelled.tail(50))
+    np.testing.assert_allclose(loaded.predict_proba(sample), pipeline.predict_proba(sample))
+    # one row with unknowns, an unseen crop and an amount far outside the training range
+    odd = labelled.tail(1).assign(
+        serasa_score=np.nan, cultura_principal="QUINOA", valor_solicitado_credito=1e12
+    )
+    prob = loaded.predict_proba(model_inputs(odd))[:, 1]
+    assert prob.shape == (1,) and 0.0 < prob[0] < 1.0
+
+
+def test_linear_direction_more_debt_lower_score_more_risk(
+    labelled: pd.DataFrame, linear: Selection
+) -> None:
+    sample = labelled.tail(400)
+    base = _prob(linear, sample)
+    more_debt = _prob(
+        linear, sample.assign(valor_solicitado_credito=sample["valor_solicitado_credito"] * 4)
+    )
+    lower = _prob(
+        linear, sample.assign(serasa_score=np.clip(sample["serasa_score"] - 250, 0, 1000))
+    )
+    assert more_debt.mean() > base.mean() + 0.02
+    assert lower.mean() > base.mean() + 0.02
 
 
 def test_random_forest_subsamples_large_training_sets() -> None:
