@@ -173,8 +173,8 @@ class Settings(BaseSettings):
     )
     # Realized performance on matured outcomes (ml.performance). Measured offline at the demo's
     # ~80 applications a day (bench/performance_bench.py): no alarm on 20 baseline windows; a
-    # drought caught 411 days after it began (46 days of matured drifted applications), a bureau
-    # recalibration 431 days after; a 180-day window dilutes more (466 and 487 days).
+    # drought caught 435 days after it began (70 days of matured drifted applications), a bureau
+    # recalibration 427 days after; a 180-day window dilutes the change more (~55 days later).
     performance_window_days: int = Field(
         default=90,
         gt=0,
