@@ -449,6 +449,76 @@ def drift_cmd(
     console.print(f"MLflow run: {summary['mlflow_run_url']}")
 
 
+@app.command("performance")
+def performance_cmd(
+    as_json: Annotated[bool, typer.Option("--json", help="print the JSON summary only")] = False,
+    as_of: Annotated[
+        datetime | None,
+        typer.Option("--as-of", help="judge as of this time (UTC when naive; default now)"),
+    ] = None,
+    source: Annotated[
+        list[str] | None,
+        typer.Option(help="applications | scored_requests (repeatable; default: both)"),
+    ] = None,
+    model_name: Annotated[str | None, typer.Option(help="default: SAFRA_MODEL_NAME")] = None,
+) -> None:
+    """The champion's realized performance on matured outcomes (AUC, KS, Brier, calibration by
+    score band and segment); logged to MLflow.
+
+    Exit code 0 whether it alarms or not, and when no outcome has matured yet (it says so; read
+    `alarm` and `matured` in the JSON); 1 when the check cannot run (no champion, a service
+    down), with the cause.
+    """
+    import contextlib
+    import sys
+
+    from ml.performance_check import SOURCES, PerformanceError, check_performance
+
+    quiet = contextlib.redirect_stdout(sys.stderr) if as_json else contextlib.nullcontext()
+    try:
+        with quiet:
+            result = check_performance(
+                get_settings(), as_of=as_of, sources=tuple(source or SOURCES),
+                model_name=model_name,
+            )  # fmt: skip
+    except PerformanceError as exc:
+        _fail(exc)
+    summary = result.summary()
+    if as_json:
+        typer.echo(json.dumps(summary, indent=2), file=console.file)
+        return
+    verdict = (
+        "[bold red]ALARM[/]" if result.alarm
+        else "[green]no alarm[/]" if result.matured
+        else "[yellow]nothing to judge[/]"
+    )  # fmt: skip
+    console.print(
+        f"{verdict}: {summary['model_name']} v{summary['model_version']}, matured window "
+        f"{result.window_start:%Y-%m-%d} .. {result.window_end:%Y-%m-%d} (as of "
+        f"{result.as_of:%Y-%m-%d %H:%M} UTC)"
+    )
+    table = Table("source", "matured rows", "AUC", "KS", "Brier", "realized", "predicted", "alarm")
+    for name, r in result.sources.items():
+        m = r.metrics
+        table.add_row(
+            name, f"{r.rows['labelled']:,}",
+            *(f"{m[k]:.3f}" if r.matured and m[k] == m[k] else "-"
+              for k in ("roc_auc", "ks", "brier", "observed_rate", "mean_prob")),
+            "[red]yes[/]" if r.alarm else "no",
+        )  # fmt: skip
+    console.print(table)
+    for name, r in result.sources.items():
+        if not r.matured:
+            console.print(f"  [yellow]![/] {name}: {r.message}")
+    for reason in result.reasons:
+        console.print(f"  [red]✗[/] {reason}")
+    for name, why in summary["skipped"].items():
+        console.print(f"  [yellow]![/] {name} skipped: {why}")
+    if not result.matured:
+        console.print(result.message)
+    console.print(f"MLflow run: {summary['mlflow_run_url']}")
+
+
 def _print_json(report: object) -> None:
     typer.echo(json.dumps(report.as_dict(), indent=2, default=str), file=console.file)  # type: ignore[attr-defined]
 

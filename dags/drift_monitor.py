@@ -1,5 +1,5 @@
 """
-### drift_monitor: is live data drifting from the champion's training data? Hourly
+### drift_monitor: is live data drifting, is the champion still right? Hourly
 
 1. `audit_aliases` — `safra promotions --json`: completes or reverts a promotion left half-done,
    and records any change of the registry's aliases made outside Safra (the MLflow UI), judging
@@ -8,9 +8,13 @@
 2. `check_drift` — `safra drift --json`: Evidently compares the champion's reference sample with
    the recent scored requests and silver/gold rows, keeps the HTML report, logs it to MLflow and
    prints a JSON summary (`"drift": true|false`, ...), returned here as the task's XCom.
-3. `drift_detected` — short-circuit on the summary's `drift`: no drift skips what follows.
-4. `request_retraining` — emits the `safra_model_drift` asset event, the summary attached as
-   its `extra`.
+3. `check_performance` — `safra performance --json`: the champion's realized AUC, KS, Brier and
+   calibration (by score band and segment) on matured outcomes, logged to MLflow; `"alarm":
+   true|false` (false, and `"matured": false`, while no outcome has matured).
+4. `retraining_needed` — short-circuit: drift **or** a realized-performance alarm; neither
+   skips what follows.
+5. `request_retraining` — emits the `safra_model_drift` asset event, both summaries attached as
+   its `extra` (`drift_summary`, `performance_summary`): the evidence the retraining run shows.
 
 Why an asset and not a TriggerDagRunOperator: `model_retraining` is scheduled on
 `AssetOrTimeSchedule` (every 6 hours *or* on this asset), so the monitor does not need to know
@@ -31,7 +35,8 @@ DRIFT_TIMEOUT = timedelta(minutes=15)
 
 with DAG(
     dag_id="drift_monitor",
-    description="Evidently drift check of the champion; on drift, the model_retraining asset",
+    description="Drift and realized-performance checks of the champion; on either, the "
+    "model_retraining asset",
     schedule="@hourly",
     start_date=START_DATE,
     catchup=False,
@@ -47,17 +52,29 @@ with DAG(
         """`safra drift --json`: the drift summary of the champion (report in MLflow)."""
         return run_safra_json("drift", "--json", timeout=DRIFT_TIMEOUT)
 
+    @task(execution_timeout=DRIFT_TIMEOUT)
+    def check_performance() -> dict[str, Any]:
+        """`safra performance --json`: realized performance on matured outcomes (MLflow)."""
+        return run_safra_json("performance", "--json", timeout=DRIFT_TIMEOUT)
+
     @task.short_circuit(execution_timeout=timedelta(minutes=1))
-    def drift_detected(summary: dict[str, Any]) -> bool:
-        """True when the check found drift above the configured share."""
+    def retraining_needed(summary: dict[str, Any], performance: dict[str, Any]) -> bool:
+        """True when the drift check found drift or the performance check alarmed."""
         if "drift" not in summary:
             raise ValueError(f"`safra drift --json` printed no 'drift' key: {summary}")
-        return bool(summary["drift"])
+        if "alarm" not in performance:
+            raise ValueError(f"`safra performance --json` printed no 'alarm' key: {performance}")
+        return bool(summary["drift"]) or bool(performance["alarm"])
 
     @task(outlets=[MODEL_DRIFT], execution_timeout=timedelta(minutes=1))
-    def request_retraining(summary: dict[str, Any], *, outlet_events=None) -> None:
-        """Emit the drift asset event (model_retraining is scheduled on it)."""
-        outlet_events[MODEL_DRIFT].extra = {"drift_summary": summary}
+    def request_retraining(
+        summary: dict[str, Any], performance: dict[str, Any], *, outlet_events=None
+    ) -> None:
+        """Emit the drift asset event (model_retraining is scheduled on it), with the evidence."""
+        outlet_events[MODEL_DRIFT].extra = {
+            "drift_summary": summary,
+            "performance_summary": performance,
+        }
 
     @task(execution_timeout=DRIFT_TIMEOUT)
     def audit_aliases() -> dict[str, Any]:
@@ -66,5 +83,8 @@ with DAG(
         return {"aliases": report.get("aliases"), "audit": report.get("audit")}
 
     summary = check_drift()
-    audit_aliases() >> summary
-    drift_detected(summary) >> request_retraining(summary)
+    audit = audit_aliases()
+    audit >> summary
+    performance = check_performance()
+    audit >> performance
+    retraining_needed(summary, performance) >> request_retraining(summary, performance)

@@ -171,6 +171,44 @@ class Settings(BaseSettings):
     drift_min_segment_rows: int = Field(
         default=200, ge=2, description="fewer rows (reference or current): segment not judged"
     )
+    # Realized performance on matured outcomes (ml.performance). Measured offline at the demo's
+    # ~80 applications a day (bench/performance_bench.py): no alarm on 20 baseline windows; a
+    # drought caught 435 days after it began (70 days of matured drifted applications), a bureau
+    # recalibration 427 days after; a 180-day window dilutes the change more (~55 days later).
+    performance_window_days: int = Field(
+        default=90,
+        gt=0,
+        description="matured window: applications of this many days before the maturity cutoff",
+    )
+    performance_max_auc_drop: float = Field(
+        default=0.05,
+        ge=0,
+        lt=1,
+        description="tolerated drop of the realized ROC-AUC below the champion's holdout AUC",
+    )
+    performance_max_calibration_gap: float = Field(
+        default=0.03,
+        ge=0,
+        lt=1,
+        description="tolerated |realized default rate - mean predicted|, overall and per segment",
+    )
+    performance_max_relative_gap: float = Field(
+        default=0.25,
+        ge=0,
+        description="tolerated gap as a share of the mean predicted probability, when larger",
+    )
+    performance_alpha: float = Field(
+        default=0.01,
+        gt=0,
+        lt=1,
+        description="false-alarm probability of one check (Holm over all its tests)",
+    )
+    performance_min_rows: int = Field(
+        default=500, ge=1, description="matured rows below which the population is not judged"
+    )
+    performance_min_segment_rows: int = Field(
+        default=200, ge=1, description="matured rows below which a segment is not judged"
+    )
     airflow_port: int = 8088
     airflow_jwt_secret: SecretStr = Field(
         default=SecretStr(""), description="secret Airflow's API server and workers share (.env)"

@@ -202,21 +202,30 @@ def test_drift_monitor_emits_the_retraining_asset_only_on_drift(
         client.set_registered_model_alias(model_name, "champion", "1")
     result = run_dag("drift_monitor", airflow_env)
     summary = result["xcoms"]["check_drift"]
-    drift = summary["drift"]
-    assert isinstance(drift, bool)
+    performance = result["xcoms"]["check_performance"]
+    drift, alarm = summary["drift"], performance["alarm"]
+    assert isinstance(drift, bool) and isinstance(alarm, bool)
+    # the seeded applications are 400-900 days old, all outcomes known: some are matured
+    assert performance["matured"] is True, performance["message"]
+    assert performance["model_name"] == model_name
+    # the two checks are independent (either may run first); then the short-circuit, the event
+    ran = [t["task_id"] for t in result["tasks"]]
+    checks = sorted(ran[1:3])
+    assert checks == ["check_drift", "check_performance"], ran
     assert_ran_in_order(
         result,
         [
             ("audit_aliases", "success"),
-            ("check_drift", "success"),
-            ("drift_detected", "success"),
-            ("request_retraining", "success" if drift else "skipped"),
+            *((check, "success") for check in ran[1:3]),
+            ("retraining_needed", "success"),
+            ("request_retraining", "success" if drift or alarm else "skipped"),
         ],
     )
+    # the evidence travels with the event into the retraining run: both checks' summaries
     expected_events = (
         [{"asset": "safra_model_drift", "task_id": "request_retraining",
-          "extra": {"drift_summary": summary}}]
-        if drift else []
+          "extra": {"drift_summary": summary, "performance_summary": performance}}]
+        if drift or alarm else []
     )  # fmt: skip
     assert result["asset_events"] == expected_events
 
