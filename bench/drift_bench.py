@@ -17,10 +17,14 @@ simulator, whose scenarios say where the truth changed:
 
 The model is fitted once on baseline data (what the check compares is its inputs and its
 ``prob_default``). Reading the data from Trino, the HTML report and MLflow are not timed
-(``compare_seconds`` is the decision itself). The realized-performance part of the monitoring
-(outcomes, months later) is measured by ``bench/performance_bench.py``.
+(``compare_seconds`` is the decision itself).
 
-    .venv/bin/python bench/drift_bench.py [--windows 20] [--rows 20000] [--delay-seeds 5]
+The realized-performance half of the monitoring (outcomes, months later: false alarms on
+matured baseline windows, delay from a deteriorated world to the alarm) comes from
+``bench/performance_bench.py`` (:func:`performance_bench.measure`), under
+``realized_performance``; ``--no-performance`` leaves it out.
+
+    .venv/bin/python bench/drift_bench.py [--windows 20] [--rows 20000] [--delay-seeds 3]
 """
 
 from __future__ import annotations
@@ -106,7 +110,8 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--windows", type=int, default=20)
     parser.add_argument("--rows", type=int, default=get_settings().drift_sample_rows)
-    parser.add_argument("--delay-seeds", type=int, default=5)
+    parser.add_argument("--delay-seeds", type=int, default=3)
+    parser.add_argument("--no-performance", action="store_true")
     args = parser.parse_args()
     check = Check(args.rows)
     s = check.settings
@@ -177,8 +182,15 @@ def main() -> None:
         "median": round(statistics.median(check.seconds), 2),
         "max": round(max(check.seconds), 2),
     }
+    if not args.no_performance:
+        from performance_bench import measure  # bench/ is this script's folder
+
+        progress("realized performance (bench/performance_bench.py)")
+        out["realized_performance"] = measure(
+            windows=args.windows, per_day=80.0, seed=7, window_days=s.performance_window_days
+        )
     out["seconds"] = round(time.perf_counter() - began, 1)
-    print(json.dumps(out, indent=2))
+    print(json.dumps(out, indent=2, default=str))
 
 
 if __name__ == "__main__":

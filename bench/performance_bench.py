@@ -42,7 +42,7 @@ from safra.settings import get_settings
 
 D = datetime(2030, 1, 1, tzinfo=UTC)
 """The day the world changes (any date: the simulator has no calendar effects)."""
-SCENARIOS: tuple[str, ...] = ("drought", "bureau_recalibration")
+SCENARIOS: tuple[str, ...] = ("drought", "bureau_recalibration", "income_overstatement")
 CADENCES: dict[str, int] = {"daily": 1, "weekly": 7}
 
 
@@ -167,30 +167,40 @@ def detection_delay(
     return out
 
 
-def main() -> None:
+def measure(*, windows: int, per_day: float, seed: int, window_days: int) -> dict[str, Any]:
+    """The whole benchmark (what :func:`main` prints; ``bench/drift_bench.py`` includes it)."""
     settings = get_settings()
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--windows", type=int, default=20)
-    parser.add_argument("--per-day", type=float, default=80.0)
-    parser.add_argument("--seed", type=int, default=7)
-    parser.add_argument("--window-days", type=int, default=settings.performance_window_days)
-    args = parser.parse_args()
     began = time.perf_counter()
     bounds = bounds_from(settings)
-    maturity, window_days = settings.label_maturity_days, args.window_days
     model, reference = baseline_model()
-    common = {"per_day": args.per_day, "maturity_days": maturity, "window_days": window_days}
+    common = {
+        "per_day": per_day, "maturity_days": settings.label_maturity_days,
+        "window_days": window_days,
+    }  # fmt: skip
     out: dict[str, Any] = {
         **common,
         "bounds": asdict(bounds),
         "reference_auc": round(reference, 4),
-        "false_alarms": false_alarms(model, reference, bounds, windows=args.windows, **common),
+        "false_alarms": false_alarms(model, reference, bounds, windows=windows, **common),
         "detection": {
-            scenario: detection_delay(model, reference, bounds, scenario, seed=args.seed, **common)
+            scenario: detection_delay(model, reference, bounds, scenario, seed=seed, **common)
             for scenario in SCENARIOS
         },
     }
     out["seconds"] = round(time.perf_counter() - began, 1)
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--windows", type=int, default=20)
+    parser.add_argument("--per-day", type=float, default=80.0)
+    parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--window-days", type=int, default=get_settings().performance_window_days)
+    args = parser.parse_args()
+    out = measure(
+        windows=args.windows, per_day=args.per_day, seed=args.seed, window_days=args.window_days
+    )
     print(json.dumps(out, indent=2, default=str))
 
 
