@@ -39,10 +39,15 @@ class AirflowError(RuntimeError):
 class AirflowClient:
     """One signed-in client of an Airflow's REST API (``/api/v2``) and the UI links of its runs."""
 
-    def __init__(self, settings: Settings, timeout_s: float = 15.0) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        timeout_s: float = 15.0,
+        transport: httpx.BaseTransport | None = None,
+    ) -> None:
         self.s = settings
         self.base_url = settings.airflow_base_url
-        self._client = httpx.Client(base_url=self.base_url, timeout=timeout_s)
+        self._client = httpx.Client(base_url=self.base_url, timeout=timeout_s, transport=transport)
         self._token: str | None = None
 
     def close(self) -> None:
@@ -111,13 +116,12 @@ class AirflowClient:
     def request(self, method: str, path: str, *, missing_ok: bool = False, **kwargs: Any) -> Any:
         """``method`` on ``/api/v2<path>``, signed in; the JSON answer (None for a 404 when
         ``missing_ok``). AirflowError naming the request and Airflow's answer otherwise."""
+        headers = dict(kwargs.pop("headers", {}))
         for attempt in (1, 2):
             if self._token is None:
                 self._token = self._sign_in()
-            response = self._send(
-                method, f"/api/v2{path}", headers={"Authorization": f"Bearer {self._token}"},
-                **kwargs,
-            )  # fmt: skip
+            headers["Authorization"] = f"Bearer {self._token}"
+            response = self._send(method, f"/api/v2{path}", headers=headers, **kwargs)
             if response.status_code == 401 and attempt == 1:
                 self._token = None  # expired: sign in again, once
                 continue
