@@ -250,6 +250,9 @@ class AirflowClient:
             now = time.monotonic()
             if line != shown or now - shown_at >= every_s:
                 on_progress(f"{line} ({now - began:.0f} s)")
+                for task_id, ti in tasks.items():
+                    if ti.get("state") == "up_for_retry" and f"{task_id} up_for_retry" not in shown:
+                        on_progress(self._retry_line(dag_id, run_id, ti))
                 shown, shown_at = line, now
             if run["state"] == "failed":
                 raise AirflowError(self.failure(dag_id, run_id, tasks))
@@ -261,6 +264,14 @@ class AirflowClient:
                     f"({states}); see {self.run_url(dag_id, run_id)}"
                 )
             time.sleep(poll_s)
+
+    def _retry_line(self, dag_id: str, run_id: str, ti: dict[str, Any]) -> str:
+        task_id, tries = ti["task_id"], int(ti.get("try_number") or 1)
+        error = self.last_error(dag_id, run_id, task_id, tries)
+        return (
+            f"{task_id} failed (try {tries}); Airflow retries it. Log: "
+            f"{self.task_url(dag_id, run_id, task_id)}" + (f"; error: {error}" if error else "")
+        )
 
     def failure(self, dag_id: str, run_id: str, tasks: dict[str, dict[str, Any]]) -> str:
         """What failed in a run, and where to read why."""
@@ -293,10 +304,14 @@ class AirflowClient:
             log.info("log of %s/%s/%s unreadable: %s", dag_id, run_id, task_id, exc)
             return ""
         content = answer.get("content", []) if isinstance(answer, dict) else []
-        errors = [
-            str(line.get("event", ""))
-            for line in content
-            if isinstance(line, dict)
-            and str(line.get("level", "")).lower() in ("error", "critical")
-        ]
+        errors: list[str] = []
+        for line in content:
+            if not isinstance(line, dict) or str(line.get("level")) not in ("error", "critical"):
+                continue
+            details = line.get("error_detail") or []  # "Task failed with exception": which one
+            errors.extend(
+                f"{d.get('exc_type')}: {d.get('exc_value')}" for d in details if isinstance(d, dict)
+            )
+            if not details:
+                errors.append(str(line.get("event", "")))
         return " | ".join(errors[-2:])[-800:]

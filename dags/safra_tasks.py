@@ -97,10 +97,9 @@ def run_safra_json(*args: str, timeout: timedelta) -> dict[str, Any]:
     for line in (proc.stderr + proc.stdout).splitlines():
         log.info("%s", line)
     if proc.returncode != 0:
-        raise RuntimeError(
-            f"`{shown}` exited with {proc.returncode}: "
-            f"{(proc.stderr or proc.stdout).strip()[-2000:]}"
-        )
+        # the CLI prints its `error: ...` line on stdout: last, so that the tail keeps it
+        output = f"{proc.stderr.strip()}\n{proc.stdout.strip()}".strip()
+        raise RuntimeError(f"`{shown}` exited with {proc.returncode}: {output[-2000:]}")
     return parse_json_object(proc.stdout, shown)
 
 

@@ -59,8 +59,9 @@ class FakeAirflow:
                 200,
                 json={"content": [
                     {"event": "running safra drift --json", "level": "info"},
-                    {"event": "RuntimeError: `safra drift --json` exited with 1: no champion",
-                     "level": "error"},
+                    {"event": "Task failed with exception", "level": "error",
+                     "error_detail": [{"exc_type": "RuntimeError",
+                                       "exc_value": "`safra drift --json` exited with 1: ..."}]},
                 ]},
             )  # fmt: skip
         return httpx.Response(404, json={"detail": f"no {path}"})
@@ -78,7 +79,7 @@ def test_a_failed_run_names_the_dag_the_run_the_task_its_log_and_its_error(
     message = str(failure.value)
     assert message.startswith(f"drift_monitor run {RUN} failed: task check_drift failed (try 3)")
     assert f"http://127.0.0.1:8088/dags/drift_monitor/runs/{RUN}/tasks/check_drift" in message
-    assert "last error: RuntimeError: `safra drift --json` exited with 1: no champion" in message
+    assert "last error: RuntimeError: `safra drift --json` exited with 1: ..." in message
     # a progress line per change of the tasks' states
     assert lines[0].startswith("drift_monitor running: audit_aliases success, check_drift running")
     assert lines[1].startswith("drift_monitor failed: audit_aliases success, check_drift failed")
