@@ -27,7 +27,9 @@ from safra.settings import Settings
 REPO = Path(__file__).resolve().parents[2]
 SAFRA_BIN = REPO / ".venv" / "bin" / "safra"
 
-pytestmark = pytest.mark.stack
+# the demo (its subprocess timeout below) runs in the first test's setup: the same bound, not
+# the suite's default of 900 s (the loop in Airflow adds task start-ups and the alias audit)
+pytestmark = [pytest.mark.stack, pytest.mark.timeout(1800)]
 
 
 ANSI_ESCAPE = re.compile(r"\x1b\[")
