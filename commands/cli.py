@@ -12,6 +12,7 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from commands import stack
@@ -23,6 +24,13 @@ app = typer.Typer(help="Safra: MLOps for agribusiness credit scoring.", no_args_
 stack_app = typer.Typer(help="The local stack: real services as local processes.")
 app.add_typer(stack_app, name="stack")
 console = Console()
+
+#: what --since/--until accept: a date, a time (UTC when naive) or an ISO time with its offset
+#: (as `safra drift --json` states its window, which the retraining DAG passes to `safra train`)
+TIME_FORMATS = [
+    "%Y-%m-%d", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M:%S", "%Y-%m-%dT%H:%M:%S%z",
+    "%Y-%m-%dT%H:%M:%S.%f%z",
+]  # fmt: skip
 
 
 @app.callback()
@@ -389,7 +397,8 @@ def drift_cmd(
         int | None, typer.Option(help="newest rows per source (default: SAFRA_DRIFT_SAMPLE_ROWS)")
     ] = None,
     since: Annotated[
-        datetime | None, typer.Option(help="only rows from this time on (UTC when naive)")
+        datetime | None,
+        typer.Option(help="only rows from this time on (UTC when naive)", formats=TIME_FORMATS),
     ] = None,
     model_name: Annotated[str | None, typer.Option(help="default: SAFRA_MODEL_NAME")] = None,
 ) -> None:
@@ -418,9 +427,11 @@ def drift_cmd(
         typer.echo(json.dumps(summary, indent=2), file=console.file)
         return
     verdict = "[bold red]DRIFT[/]" if result.drift else "[green]no drift[/]"
+    window = summary["window"]
     console.print(
         f"{verdict}: {summary['model_name']} v{summary['model_version']} "
-        f"(threshold {summary['threshold']:.2f} of columns)"
+        f"(threshold {summary['threshold']:.2f} of columns); current window: the newest "
+        f"{window['newest_rows']:,} rows per source since {window['since'] or 'the beginning'}"
     )
     table = Table(
         "source", "rows (ref/cur)", "drifted share", "drifted columns", "segments", "report"
@@ -552,9 +563,12 @@ def features_cmd(
 @app.command("train")
 def train_cmd(
     since: Annotated[
-        datetime | None, typer.Option(help="only applications from this time on (UTC)")
+        datetime | None,
+        typer.Option(help="only applications from this time on (UTC)", formats=TIME_FORMATS),
     ] = None,
-    until: Annotated[datetime | None, typer.Option(help="only applications before this")] = None,
+    until: Annotated[
+        datetime | None, typer.Option(help="only applications before this", formats=TIME_FORMATS)
+    ] = None,
     valid_days: Annotated[
         float | None, typer.Option(help="validate on the last N days (default: latest 20 %)")
     ] = None,
@@ -757,8 +771,9 @@ def demo_cmd(
         int | None, typer.Option(help="fixed seeds (default: new applicants at every run)")
     ] = None,
 ) -> None:
-    """The whole loop: history → lakehouse → features → champion → API → drift → retrain →
-    promote, the API switching versions under load. Ends with figures and where to look."""
+    """The whole loop: history → lakehouse → features → champion → API → drift → Airflow's
+    drift_monitor run → the model_retraining run its drift event starts (retrain, promote), the
+    API switching versions under load. Ends with figures, the runs and where to look."""
     from commands.demo import SCALES, Demo
 
     if scale not in SCALES:
@@ -772,6 +787,8 @@ def demo_cmd(
         elapsed = time.monotonic() - began
         if state == "start":
             console.print(f"[dim]{elapsed:6.0f} s[/] [bold]▶ {name}[/]")
+        elif state == "progress":
+            console.print(f"[dim]{elapsed:6.0f} s     {escape(detail)}[/]", highlight=False)
         else:
             console.print(f"[dim]{elapsed:6.0f} s[/]   [green]✓[/] {detail}")
 

@@ -2,9 +2,17 @@
 
 History → Kafka → bronze → silver/gold behind the quality gates → Feast → the first champion →
 the scoring API → a named drift scenario → drift detected → retraining → promotion → the API
-follows the new champion while a load runs, with zero failed requests. Each stage calls the same
-function as its own command (`safra produce`, `ingest`, `transform`, `features`, `train`,
-`promote`, `drift`); nothing here is demo-only logic but the story and the clock.
+follows the new champion while a load runs, with zero failed requests. Each stage up to the
+drift calls the same function as its own command (`safra produce`, `ingest`, `transform`,
+`features`, `train`, `promote`); nothing here is demo-only logic but the story and the clock.
+
+The loop after the drift runs in Airflow, as a deployment runs it: the demo triggers a
+`drift_monitor` run (REST API, conf ``{"since": <the drift window's start>}``), whose drift asset
+event starts a `model_retraining` run (asset-triggered; it trains on the window the check judged,
+then promotes); the demo follows both runs, reads their tasks' results (XComs), keeps a steady
+load on the API while the retraining run promotes, and names the runs and their UI pages. It
+unpauses the two DAGs for the loop and pauses again those it found paused, once their runs
+ended (no hourly or 6-hourly runs left behind that the user did not ask for).
 
 The simulated clock: the history is a baseline window that ended long enough ago for every
 outcome to be known (outcomes arrive 60 to 365 days after the application), and the drift window
@@ -15,6 +23,7 @@ same windows and goes round the loop again.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import threading
@@ -29,11 +38,19 @@ from typing import Any
 
 import httpx
 
+from commands.airflow_api import AirflowClient, AirflowError
+from commands.stack.services import airflow_passwords_file
 from safra.settings import Settings
 
 log = logging.getLogger(__name__)
 
 DAY = timedelta(days=1)
+
+DRIFT_DAG = "drift_monitor"
+RETRAINING_DAG = "model_retraining"
+DRIFT_TASK, ASSET_TASK = "check_drift", "request_retraining"
+TRAIN_TASK, PROMOTE_TASK = "train_challenger", "promote_challenger"
+ASSET_EVENT = "safra_model_drift"
 
 
 @dataclass(frozen=True)
@@ -217,6 +234,32 @@ class DemoSummary:
                     f"(threshold {d.get('threshold', 0):.0%})",
                 )
             )
+        airflow = f.get("airflow", {})
+        if DRIFT_DAG in airflow:
+            run = airflow[DRIFT_DAG]
+            event = run.get("asset_event")
+            rows.append(
+                (
+                    f"Airflow {DRIFT_DAG}",
+                    f"run {run['run_id']} {run['state']}"
+                    + (f", emitted {event['asset']} event #{event['id']}" if event else "")
+                    + f": {run['url']}",
+                )
+            )
+        if RETRAINING_DAG in airflow:
+            run = airflow[RETRAINING_DAG]
+            causes = ", ".join(
+                f"{e['source_dag_id']} run {e['source_run_id']} (event #{e['event_id']})"
+                for e in run.get("triggered_by", [])
+            )
+            rows.append(
+                (
+                    f"Airflow {RETRAINING_DAG}",
+                    f"run {run['run_id']} {run['state']} ({run['run_type']}"
+                    + (f" by {causes}" if causes else "")
+                    + f"): {run['url']}",
+                )
+            )
         if retrain:
             rows.append(("challenger", _model_line(retrain)))
         promotion = f.get("promotion")
@@ -262,8 +305,161 @@ class DemoSummary:
         return rows
 
 
+class AirflowLoop:
+    """The loop as a deployment runs it, in Airflow: a `drift_monitor` run triggered with the
+    window to judge, the `model_retraining` run its asset event starts, both followed to their
+    end. ``figures`` gets each run's id, type, state, UI page and tasks' states, and the asset
+    event that linked them."""
+
+    DRIFT_WAIT_S = 35 * 60  # drift_monitor's dagrun_timeout is 30 min
+    START_WAIT_S = 180.0  # from the asset event to the scheduler's new run
+    RETRAINING_WAIT_S = 125 * 60  # model_retraining's dagrun_timeout is 2 h
+
+    def __init__(
+        self, airflow: AirflowClient, progress: Callable[[str], None], figures: dict[str, Any]
+    ) -> None:
+        self.airflow = airflow
+        self.progress = progress
+        self.figures = figures
+        self.figures["url"] = airflow.base_url
+        self._paused_before: dict[str, bool] = {}
+
+    @contextmanager
+    def unpaused(self) -> Iterator[None]:
+        """Both DAGs unpaused for the block: Airflow starts no run of a paused DAG, and queues
+        none for an asset event (so `model_retraining` first). Those found paused are paused
+        again once they have no run going (a paused DAG's running run would stall)."""
+        for dag_id in (RETRAINING_DAG, DRIFT_DAG):
+            dag = self.airflow.dag(dag_id) or {}
+            self._paused_before[dag_id] = bool(dag.get("is_paused", True))
+            if self._paused_before[dag_id]:
+                self.airflow.set_paused(dag_id, False)
+        self.figures["paused_before"] = dict(self._paused_before)
+        try:
+            yield
+        finally:
+            for dag_id in list(self._paused_before):
+                with contextlib.suppress(AirflowError):  # already failing: keep that error
+                    self.pause_again(dag_id)
+
+    def pause_again(self, dag_id: str) -> None:
+        """Pause ``dag_id`` again if it was paused before the loop and has no run going."""
+        if self._paused_before.get(dag_id) and not self.airflow.active_runs(dag_id):
+            self.airflow.set_paused(dag_id, True)
+            del self._paused_before[dag_id]
+
+    def _run_figures(self, run: dict[str, Any]) -> dict[str, Any]:
+        dag_id, run_id = run["dag_id"], run["dag_run_id"]
+        return {
+            "run_id": run_id,
+            "run_type": run["run_type"],
+            "state": run["state"],
+            "url": self.airflow.run_url(dag_id, run_id),
+            "tasks": {task: ti.get("state") for task, ti in run.get("tasks", {}).items()},
+        }
+
+    def drift_monitor(self, since: datetime, seed: int) -> tuple[str, dict[str, Any]]:
+        """Trigger a `drift_monitor` run judging the rows from ``since`` on; wait for it; its
+        run id and drift summary (the `check_drift` task's XCom)."""
+        busy = [r["dag_run_id"] for r in self.airflow.active_runs(DRIFT_DAG)]
+        if busy:
+            self.progress(f"{DRIFT_DAG} has runs going ({', '.join(busy)}): ours waits for them")
+        run_id = f"safra_demo__{datetime.now(UTC):%Y%m%dT%H%M%SZ}"
+        self.airflow.trigger(
+            DRIFT_DAG, conf={"since": since.isoformat()}, run_id=run_id,
+            note=f"safra demo (seed {seed}): the drift window since {since:%Y-%m-%d}",
+        )  # fmt: skip
+        self.progress(
+            f"triggered {DRIFT_DAG} run {run_id}: {self.airflow.run_url(DRIFT_DAG, run_id)}"
+        )
+        done = self.airflow.wait_for_run(
+            DRIFT_DAG, run_id, timeout_s=self.DRIFT_WAIT_S, on_progress=self.progress
+        )
+        self.pause_again(DRIFT_DAG)  # before its next hourly tick can start a run
+        summary = self.airflow.xcom(DRIFT_DAG, run_id, DRIFT_TASK)
+        figures = {**self._run_figures(done), "conf": done.get("conf"), "asset_event": None}
+        if figures["tasks"].get(ASSET_TASK) == "success":
+            events = self.airflow.asset_events(source_dag_id=DRIFT_DAG, source_run_id=run_id)
+            if events:
+                e = events[0]
+                figures["asset_event"] = {
+                    "id": e["id"], "asset": e.get("name"), "timestamp": e["timestamp"],
+                }  # fmt: skip
+        self.figures[DRIFT_DAG] = figures
+        return run_id, summary
+
+    def retraining_started_by(self, drift_run_id: str) -> str:
+        """The `model_retraining` run the drift run's asset event started (the scheduler creates
+        it within seconds, or once a run already going ends: one run at a time)."""
+        began = time.monotonic()
+        said = False
+        while True:
+            events = self.airflow.asset_events(source_dag_id=DRIFT_DAG, source_run_id=drift_run_id)
+            started = [
+                r["run_id"]
+                for e in events
+                for r in e.get("created_dagruns", [])
+                if r.get("dag_id") == RETRAINING_DAG
+            ]
+            if started:
+                return str(started[0])
+            busy = [r["dag_run_id"] for r in self.airflow.active_runs(RETRAINING_DAG)]
+            waited = time.monotonic() - began
+            if waited > (self.RETRAINING_WAIT_S if busy else self.START_WAIT_S):
+                raise AirflowError(
+                    f"the {ASSET_EVENT} event of {DRIFT_DAG} run {drift_run_id} started no "
+                    f"{RETRAINING_DAG} run in {waited:.0f} s (is {RETRAINING_DAG} paused? "
+                    f"{self.airflow.base_url}/dags/{RETRAINING_DAG})"
+                )
+            if not said:
+                self.progress(
+                    f"waiting for the scheduler to start {RETRAINING_DAG} on the drift event"
+                    + (f" (after its run going: {', '.join(busy)})" if busy else "")
+                )
+                said = True
+            time.sleep(2.0)
+
+    def wait_for_training(self, run_id: str) -> dict[str, Any]:
+        """Follow the retraining run until its training succeeded; the training report (the
+        `train_challenger` task's XCom). The run's triggering events go into the figures."""
+        self.progress(
+            f"{RETRAINING_DAG} run {run_id}: {self.airflow.run_url(RETRAINING_DAG, run_id)}"
+        )
+        run = self.airflow.wait_for_run(
+            RETRAINING_DAG, run_id, timeout_s=self.RETRAINING_WAIT_S, on_progress=self.progress,
+            until=lambda tasks: tasks.get(TRAIN_TASK, {}).get("state") == "success",
+        )  # fmt: skip
+        upstream = self.airflow.upstream_asset_events(RETRAINING_DAG, run_id)
+        self.figures[RETRAINING_DAG] = {
+            **self._run_figures(run),
+            "triggered_by": [
+                {
+                    "event_id": e["id"], "asset": e.get("name"),
+                    "source_dag_id": e.get("source_dag_id"),
+                    "source_run_id": e.get("source_run_id"),
+                    "source_task_id": e.get("source_task_id"), "timestamp": e.get("timestamp"),
+                }
+                for e in upstream
+            ],
+        }  # fmt: skip
+        return dict(self.airflow.xcom(RETRAINING_DAG, run_id, TRAIN_TASK))
+
+    def wait_for_promotion(self, run_id: str) -> dict[str, Any]:
+        """Follow the retraining run to its end; the promotion decision (the
+        `promote_challenger` task's XCom)."""
+        run = self.airflow.wait_for_run(
+            RETRAINING_DAG, run_id, timeout_s=self.RETRAINING_WAIT_S, on_progress=self.progress
+        )
+        self.figures[RETRAINING_DAG].update(
+            {k: v for k, v in self._run_figures(run).items() if k in ("state", "tasks")}
+        )
+        self.pause_again(RETRAINING_DAG)
+        return dict(self.airflow.xcom(RETRAINING_DAG, run_id, PROMOTE_TASK))
+
+
 class Demo:
-    """The story, stage by stage; ``on_stage(name, state, detail)`` drives a progress display."""
+    """The story, stage by stage; ``on_stage(name, state, detail)`` drives a progress display
+    (states ``start``, ``progress`` — a line while a stage waits — and ``done``)."""
 
     def __init__(
         self,
@@ -282,10 +478,12 @@ class Demo:
         self.windows = Windows.ending(datetime.now(UTC))
         self.stages: list[StageRecord] = []
         self.figures: dict[str, Any] = {}
+        self._current = ""
 
     @contextmanager
     def stage(self, name: str) -> Iterator[list[str]]:
         detail: list[str] = []
+        self._current = name
         self.on_stage(name, "start", "")
         t0 = time.monotonic()
         yield detail
@@ -293,11 +491,14 @@ class Demo:
         self.stages.append(record)
         self.on_stage(name, "done", f"{record.detail} ({record.seconds:.1f} s)")
 
+    def progress(self, line: str) -> None:
+        """A progress line of the stage running (a wait on Airflow, say)."""
+        self.on_stage(self._current, "progress", line)
+
     # --- the story ---------------------------------------------------------------------------
 
     def run(self) -> DemoSummary:
         from commands import stack
-        from ml.drift import check_drift
         from ml.promote import run_promote
         from ml.train import run_train
         from pipelines.simulator import generate_applications
@@ -307,8 +508,11 @@ class Demo:
         s, w, scale = self.s, self.windows, self.scale
 
         with self.stage("stack") as say:
-            stack.up(s)
-            say.append(f"{len(s.local_services)} services up")
+            # Airflow too (it runs the loop), unless Safra is pointed at another one
+            stack.up(s, extra=None if s.airflow_url else ["airflow"])
+            airflow = AirflowClient(s)
+            airflow.wait_for_dags([DRIFT_DAG, RETRAINING_DAG])
+            say.append(f"{len(s.local_services)} services up; Airflow at {airflow.base_url}")
 
         with self.stage("history") as say:
             report = self._produce(
@@ -324,7 +528,7 @@ class Demo:
         with self.stage("first champion") as say:
             trained = run_train(s, ceiling=best_achievable_auc_by_origin)
             decision = run_promote(s)
-            self.figures["first_training"] = _train_figures(trained)
+            self.figures["first_training"] = _train_figures(trained.as_dict())
             say.append(
                 f"v{trained.version} {trained.winner}, AUC {trained.metrics['roc_auc']:.3f}"
                 f" ({_pct(trained.auc_fraction_of_best)} of best); {decision.action}"
@@ -369,47 +573,66 @@ class Demo:
                 )
             self._lakehouse("drift")
 
-            with self.stage("drift check") as say:
-                drift = check_drift(s, since=w.drift_start)  # the drift window, not the history
-                summary = drift.summary()
-                self.figures["drift"] = summary
-                say.append(
-                    f"drift {'DETECTED' if drift.drift else 'not detected'}: "
-                    f"{summary.get('drifted_share', 0):.0%} of columns "
-                    f"(threshold {s.drift_share:.0%}); report {summary.get('report_path')}"
-                )
+            loop = AirflowLoop(airflow, self.progress, self.figures.setdefault("airflow", {}))
+            with loop.unpaused():
+                with self.stage(f"drift check: Airflow {DRIFT_DAG}") as say:
+                    # the drift window, not the history: the run's conf becomes `--since`
+                    drift_run, summary = loop.drift_monitor(since=w.drift_start, seed=self.seed)
+                    self.figures["drift"] = summary
+                    say.append(
+                        f"run {drift_run}: drift "
+                        f"{'DETECTED' if summary.get('drift') else 'not detected'}: "
+                        f"{summary.get('drifted_share', 0):.0%} of columns "
+                        f"(threshold {s.drift_share:.0%}); report {summary.get('report_path')}; "
+                        + (
+                            f"asset {ASSET_EVENT} emitted"
+                            if loop.figures[DRIFT_DAG]["asset_event"]
+                            else "no asset event: no retraining"
+                        )
+                    )
+                if loop.figures[DRIFT_DAG]["asset_event"]:
+                    with self.stage(f"retraining: Airflow {RETRAINING_DAG}") as say:
+                        # the drift event starts the run; it trains on the window the check
+                        # judged (the holdout is its newest labelled part, as always)
+                        retraining_run = loop.retraining_started_by(drift_run)
+                        trained_report = loop.wait_for_training(retraining_run)
+                        self.figures["retraining"] = _train_figures(trained_report)
+                        say.append(
+                            f"run {retraining_run} ({loop.figures[RETRAINING_DAG]['run_type']}, "
+                            f"since {trained_report['lineage'].get('training_set.since', '-')}): "
+                            f"challenger v{trained_report['version']} {trained_report['winner']}, "
+                            f"AUC {trained_report['metrics']['roc_auc']:.3f} "
+                            f"({_pct(trained_report['auc_fraction_of_best'])} of best)"
+                        )
 
-            with self.stage("retrain on the drift window") as say:
-                # on drift, learn the new world: train on the window since it began (the holdout is
-                # its newest labelled part, as always)
-                trained = run_train(s, since=w.drift_start, ceiling=best_achievable_auc_by_origin)
-                self.figures["retraining"] = _train_figures(trained)
-                say.append(
-                    f"challenger v{trained.version} {trained.winner}, AUC "
-                    f"{trained.metrics['roc_auc']:.3f} "
-                    f"({_pct(trained.auc_fraction_of_best)} of best)"
-                )
-
-            with self.stage("promote under load") as say:
-                load = self._promote_under_load(client, drifted_requests)
-                decision = self.figures["promotion"]
-                switched_at = load.first_seen_at.get(str(decision["champion_version_after"]))
-                if decision["promoted"] and switched_at is not None:
-                    # from the first drifted message produced to the new champion answering
-                    self.figures["loop_seconds"] = round(switched_at - loop_began, 1)
-                say.append(
-                    f"{decision['action']}: champion v{decision['champion_version_before']}"
-                    f" → v{decision['champion_version_after']}; load {load.sent} requests, "
-                    f"{load.failed} failed, answers by version {dict(load.versions)}"
-                )
+                    with self.stage("promote under load") as say:
+                        load = self._promote_under_load(
+                            client,
+                            drifted_requests,
+                            lambda: loop.wait_for_promotion(retraining_run),
+                        )
+                        decision = self.figures["promotion"]
+                        switched_at = load.first_seen_at.get(
+                            str(decision["champion_version_after"])
+                        )
+                        if decision["promoted"] and switched_at is not None:
+                            # from the first drifted message produced to the new champion answering
+                            self.figures["loop_seconds"] = round(switched_at - loop_began, 1)
+                        say.append(
+                            f"{RETRAINING_DAG} run {retraining_run} {decision['action']}: champion "
+                            f"v{decision['champion_version_before']} → "
+                            f"v{decision['champion_version_after']}; load {load.sent} requests, "
+                            f"{load.failed} failed, answers by version {dict(load.versions)}"
+                        )
         finally:
             client.close()
+            airflow.close()
 
         return DemoSummary(
             scenario=self.scenario,
             stages=self.stages,
             figures=self.figures,
-            urls=urls(s),
+            urls={**urls(s), **run_urls(self.figures.get("airflow", {}))},
             seconds=round(time.monotonic() - began, 1),
         )
 
@@ -456,14 +679,16 @@ class Demo:
         return decisions
 
     def _promote_under_load(
-        self, client: ScoringClient, requests: list[dict[str, Any]]
+        self,
+        client: ScoringClient,
+        requests: list[dict[str, Any]],
+        promote: Callable[[], dict[str, Any]],
     ) -> LoadReport:
-        """Promote while a steady load runs; wait until the answers carry the new champion."""
-        from ml.promote import run_promote
-
+        """Run ``promote`` (it returns the decision: the Airflow run's promotion) while a steady
+        load runs; wait until the answers carry the new champion."""
         with steady_load(client, requests, self.scale.load_rps) as load:
             time.sleep(2.0)  # the load is running before the alias moves
-            decision = run_promote(self.s).as_dict()
+            decision = promote()
             self.figures["promotion"] = decision
             target = str(decision["champion_version_after"])
             patience = 3 * self.s.champion_poll_s + 30
@@ -491,6 +716,7 @@ def _model_line(figures: dict[str, Any]) -> str:
         f"v{figures['version']} {figures['winner']}, AUC {figures['roc_auc']:.3f} "
         f"({_pct(figures['auc_fraction_of_best'])} of the best achievable), "
         f"{figures['train_rows']:,} training / {figures['valid_rows']:,} validation rows"
+        + (f" since {figures['since'][:10]}" if figures.get("since") else "")
     )
 
 
@@ -498,17 +724,19 @@ def _pct(fraction: float | None) -> str:
     return "n/a" if fraction is None else f"{fraction:.1%}"
 
 
-def _train_figures(trained: Any) -> dict[str, Any]:
+def _train_figures(trained: dict[str, Any]) -> dict[str, Any]:
+    """The figures of a training report (``TrainReport.as_dict()``, `safra train --json`)."""
     return {
-        "version": trained.version,
-        "winner": trained.winner,
-        "roc_auc": trained.metrics.get("roc_auc"),
-        "f1_at_threshold": trained.metrics.get("f1_at_threshold"),
-        "best_achievable_auc": trained.best_achievable_auc,
-        "auc_fraction_of_best": trained.auc_fraction_of_best,
-        "train_rows": trained.train_rows,
-        "valid_rows": trained.valid_rows,
-        "run_url": trained.run_url,
+        "version": trained["version"],
+        "winner": trained["winner"],
+        "roc_auc": trained["metrics"].get("roc_auc"),
+        "f1_at_threshold": trained["metrics"].get("f1_at_threshold"),
+        "best_achievable_auc": trained["best_achievable_auc"],
+        "auc_fraction_of_best": trained["auc_fraction_of_best"],
+        "train_rows": trained["train_rows"],
+        "valid_rows": trained["valid_rows"],
+        "since": trained["lineage"].get("training_set.since"),
+        "run_url": trained["run_url"],
     }
 
 
@@ -523,5 +751,19 @@ def urls(s: Settings) -> dict[str, str]:
         "data quality reports": str(s.reports_dir / "quality"),
         "scoring API docs": f"{api}/v1/docs",
         "Trino UI": f"{s.trino_url}/ui/",
-        "Airflow": f"http://{s.bind_host}:{s.airflow_port} (safra stack up --with airflow)",
+        "Airflow": f"{s.airflow_base_url} (sign in as {s.airflow_username}: "
+        + (
+            "SAFRA_AIRFLOW_PASSWORD)"
+            if s.airflow_url
+            else f"password in {airflow_passwords_file(s)})"
+        ),
+    }
+
+
+def run_urls(airflow: dict[str, Any]) -> dict[str, str]:
+    """The UI pages of the Airflow runs that did the loop's work (with their tasks' logs)."""
+    return {
+        f"Airflow {dag_id} run": airflow[dag_id]["url"]
+        for dag_id in (DRIFT_DAG, RETRAINING_DAG)
+        if dag_id in airflow
     }

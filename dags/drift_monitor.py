@@ -7,7 +7,11 @@
    champion on record.
 2. `check_drift` — `safra drift --json`: Evidently compares the champion's reference sample with
    the recent scored requests and silver/gold rows, keeps the HTML report, logs it to MLflow and
-   prints a JSON summary (`"drift": true|false`, ...), returned here as the task's XCom.
+   prints a JSON summary (`"drift": true|false`, the drifted segments, the `window` it
+   judged, ...), returned here as the task's XCom. A run triggered with
+   `{"since": "<ISO date or time>"}` (the `since` param; `safra demo` passes its drift window)
+   checks `safra drift --since <it>`: the rows from then on, and the retraining the event starts
+   trains on that window.
 3. `check_performance` — `safra performance --json`: the champion's realized AUC, KS, Brier and
    calibration (by score band and segment) on matured outcomes, logged to MLflow; `"alarm":
    true|false` (false, and `"matured": false`, while no outcome has matured).
@@ -28,8 +32,8 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
-from airflow.sdk import DAG, task
-from safra_tasks import DEFAULT_ARGS, MODEL_DRIFT, START_DATE, run_safra_json
+from airflow.sdk import DAG, Param, task
+from safra_tasks import DEFAULT_ARGS, MODEL_DRIFT, ON_DEMAND_START, run_safra_json
 
 DRIFT_TIMEOUT = timedelta(minutes=15)
 
@@ -38,19 +42,29 @@ with DAG(
     description="Drift and realized-performance checks of the champion; on either, the "
     "model_retraining asset",
     schedule="@hourly",
-    start_date=START_DATE,
+    start_date=ON_DEMAND_START,
     catchup=False,
     max_active_runs=1,
     dagrun_timeout=timedelta(minutes=30),
     default_args=DEFAULT_ARGS,
     tags=["safra", "ml", "monitoring", "drift"],
     doc_md=__doc__,
+    params={
+        "since": Param(
+            None,
+            type=["null", "string"],
+            description="check only rows from this ISO date/time on (default: the newest rows)",
+        )
+    },
 ):
 
     @task(execution_timeout=DRIFT_TIMEOUT)
-    def check_drift() -> dict[str, Any]:
-        """`safra drift --json`: the drift summary of the champion (report in MLflow)."""
-        return run_safra_json("drift", "--json", timeout=DRIFT_TIMEOUT)
+    def check_drift(*, params=None) -> dict[str, Any]:
+        """`safra drift --json [--since <the run's since>]`: the drift summary of the champion
+        (report in MLflow)."""
+        since = (params or {}).get("since")
+        window = ["--since", str(since)] if since else []
+        return run_safra_json("drift", "--json", *window, timeout=DRIFT_TIMEOUT)
 
     @task(execution_timeout=DRIFT_TIMEOUT)
     def check_performance() -> dict[str, Any]:

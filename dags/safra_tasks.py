@@ -31,6 +31,11 @@ SAFRA_BIN = Path(os.environ.get("SAFRA_BIN") or PROJECT_DIR / ".venv" / "bin" / 
 #: a fixed start in the past; with catchup off, a DAG's first run is its latest interval
 START_DATE = datetime(2026, 1, 1, tzinfo=UTC)
 
+#: no start date: unpausing the DAG (as `safra demo` does for its loop) starts no run for the
+#: latest past tick, the first scheduled run is the next tick (`CronTriggerTimetable` with
+#: ``run_immediately=False``); the DAGs the demo triggers itself and waits for use it
+ON_DEMAND_START = None
+
 #: dbt's target folder is shared and Trino must not MERGE a table another writer commits to:
 #: one lakehouse transform at a time across DAGs (`safra stack up --with airflow` creates it)
 LAKEHOUSE_POOL = "safra_lakehouse"
@@ -89,14 +94,33 @@ def run_safra_json(*args: str, timeout: timedelta) -> dict[str, Any]:
         timeout=timeout.total_seconds(),
         check=False,
     )
-    for line in proc.stderr.splitlines():
+    for line in (proc.stderr + proc.stdout).splitlines():
         log.info("%s", line)
     if proc.returncode != 0:
-        raise RuntimeError(
-            f"`{shown}` exited with {proc.returncode}: "
-            f"{(proc.stderr or proc.stdout).strip()[-2000:]}"
-        )
+        # the CLI prints its `error: ...` line on stdout: last, so that the tail keeps it
+        output = f"{proc.stderr.strip()}\n{proc.stdout.strip()}".strip()
+        raise RuntimeError(f"`{shown}` exited with {proc.returncode}: {output[-2000:]}")
     return parse_json_object(proc.stdout, shown)
+
+
+def drift_window_start(events: Any) -> str | None:
+    """The start of the window the drift check judged, from the asset events that triggered a
+    retraining run (Airflow's ``triggering_asset_events[MODEL_DRIFT]``: each event's ``extra``
+    holds ``drift_summary.window.since``, an ISO time); the earliest when several events
+    collapsed into one run. None when no event names one (a scheduled run, a check of the
+    newest rows without a lower bound): then training keeps its default window."""
+    starts = []
+    for event in events or []:
+        extra = getattr(event, "extra", None) or {}
+        window = (extra.get("drift_summary") or {}).get("window") or {}
+        if window.get("since"):
+            starts.append(str(window["since"]))
+
+    def moment(iso: str) -> datetime:
+        parsed = datetime.fromisoformat(iso)
+        return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed
+
+    return min(starts, key=moment, default=None)
 
 
 def parse_json_object(stdout: str, shown: str) -> dict[str, Any]:

@@ -187,6 +187,9 @@ class DriftResult:
     mlflow_run_id: str
     mlflow_run_url: str
     seconds: float
+    window: dict[str, Any] = field(default_factory=dict)
+    """The current window judged: ``since`` (ISO, UTC; None = no lower bound) and
+    ``newest_rows`` (at most that many newest rows per source)."""
 
     @property
     def deciding(self) -> SourceDrift:
@@ -227,6 +230,7 @@ class DriftResult:
                 for name, s in self.sources.items()
             },
             "skipped": self.skipped,
+            "window": self.window,
         }
 
 
@@ -602,6 +606,7 @@ def check_drift(
         mlflow_run_id=run_id,
         mlflow_run_url=url,
         seconds=time.perf_counter() - began,
+        window={"since": None if since is None else _utc(since).isoformat(), "newest_rows": rows},
     )
     logger.info(
         "drift check of %s v%s: drift=%s (share %.3f, segments %s, from %s) in %.1fs",

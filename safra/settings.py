@@ -213,6 +213,15 @@ class Settings(BaseSettings):
     airflow_jwt_secret: SecretStr = Field(
         default=SecretStr(""), description="secret Airflow's API server and workers share (.env)"
     )
+    # the Airflow `safra demo` triggers its DAG runs on (REST API v2): empty = the local stack's
+    # (http://<bind_host>:<airflow_port>, started by the demo), signing in as airflow_username
+    # with the password the local stack generated unless airflow_password is set
+    airflow_url: str = Field(default="", description="Airflow's base URL (empty: local stack)")
+    airflow_username: str = "admin"
+    airflow_password: SecretStr = Field(
+        default=SecretStr(""),
+        description="its password (empty: <data_dir>/airflow/simple_auth_manager_passwords...)",
+    )
 
     # Spark (local mode; connectors from Maven Central through Ivy)
     spark_master: str = "local[2]"
@@ -261,6 +270,11 @@ class Settings(BaseSettings):
 
     def _wanted_services(self) -> set[str]:
         return {s.strip() for s in self.stack_services.split(",") if s.strip()}
+
+    @property
+    def airflow_base_url(self) -> str:
+        """Where Airflow's UI and REST API answer: ``airflow_url``, else the local stack's."""
+        return (self.airflow_url or f"http://{self.bind_host}:{self.airflow_port}").rstrip("/")
 
     @property
     def trino_url(self) -> str:

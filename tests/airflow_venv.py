@@ -88,6 +88,8 @@ for dag_id, dag in bag.dags.items():
         }
     dags_out[dag_id] = {
         "file": Path(dag.fileloc).name,
+        "start_date": None if dag.start_date is None else dag.start_date.isoformat(),
+        "params": {k: dag.params[k] for k in dag.params},
         "schedule": schedule(dag.timetable),
         "catchup": dag.catchup,
         "max_active_runs": dag.max_active_runs,
@@ -103,8 +105,9 @@ print("SAFRA_RESULT " + json.dumps({
 }))
 """
 
-#: run one DAG once with dag.test() (no retries: a failure shows at once) and print each task's
-#: state in the order the tasks ran, the return values they pushed and the asset events emitted
+#: run one DAG once with dag.test() (no retries: a failure shows at once; the run's conf as an
+#: optional JSON argument) and print each task's state in the order the tasks ran, the return
+#: values they pushed and the asset events emitted
 DAG_TEST = r"""
 import json, sys
 from pathlib import Path
@@ -123,7 +126,7 @@ if bag.import_errors:
 dag = bag.dags[dag_id]
 for t in dag.tasks:
     t.retries = 0
-run = dag.test()
+run = dag.test(run_conf=json.loads(sys.argv[3]) if len(sys.argv) > 3 else None)
 with create_session() as session:
     tis = session.scalars(
         select(TaskInstance).where(TaskInstance.dag_id == dag_id, TaskInstance.run_id == run.run_id)

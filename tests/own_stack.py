@@ -32,6 +32,8 @@ ENVIRONMENT: dict[str, str] = {
     "SAFRA_TRINO_CA_CERT": "",
     "SAFRA_REDIS_URL": "",
     "SAFRA_MLFLOW_TRACKING_URI": "",
+    "SAFRA_AIRFLOW_URL": "",
+    "SAFRA_AIRFLOW_PASSWORD": "",
 }
 
 

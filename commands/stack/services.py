@@ -443,6 +443,12 @@ def api_spec(s: Settings) -> ServiceSpec:
 AIRFLOW_LAKEHOUSE_POOL = "safra_lakehouse"
 
 
+def airflow_passwords_file(s: Settings) -> Path:
+    """The local Airflow's sign-in passwords (user -> password, JSON), generated at its first
+    start, readable by the user only."""
+    return s.data_dir / "airflow" / "simple_auth_manager_passwords.json.generated"
+
+
 def airflow_spec(s: Settings) -> ServiceSpec:
     """Airflow 3 from its own venv (``make airflow``): API server (UI), scheduler (LocalExecutor),
     DAG processor and triggerer as one process group (``resources/airflow-local.sh``), metadata
@@ -458,7 +464,7 @@ def airflow_spec(s: Settings) -> ServiceSpec:
     home = s.data_dir / "airflow"
     script = home / "airflow-local.sh"
     _write(script, _resource("airflow-local.sh"))
-    passwords = home / "simple_auth_manager_passwords.json.generated"
+    passwords = airflow_passwords_file(s)
     if not passwords.exists():  # the UI's admin password, generated once, never logged
         passwords.touch(mode=0o600)
         passwords.write_text(json.dumps({"admin": secrets.token_urlsafe(12)}) + "\n")

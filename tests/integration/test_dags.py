@@ -87,8 +87,11 @@ def airflow_env(
     return env
 
 
-def run_dag(dag_id: str, env: dict[str, str], timeout: float = 900) -> dict[str, Any]:
-    return run_airflow_script(DAG_TEST, [str(DAGS), dag_id], env, timeout=timeout)
+def run_dag(
+    dag_id: str, env: dict[str, str], timeout: float = 900, conf: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    args = [str(DAGS), dag_id, *([json.dumps(conf)] if conf is not None else [])]
+    return run_airflow_script(DAG_TEST, args, env, timeout=timeout)
 
 
 def assert_ran_in_order(result: dict[str, Any], expected: list[tuple[str, str]]) -> None:
@@ -188,6 +191,11 @@ def test_model_retraining_trains_then_promotes(
     assert log["action"].tolist() == ["trained", "first-champion"], log["reason"].tolist()
     assert log["challenger_version"].tolist() == ["1", "1"]
     assert client.get_registered_model(model_name).aliases.get("champion") == "1"
+    # the tasks' answers are their XComs: a run no drift event started trains on all history
+    trained, decision = result["xcoms"]["train_challenger"], result["xcoms"]["promote_challenger"]
+    assert (trained["model_name"], trained["version"]) == (model_name, "1")
+    assert "training_set.since" not in trained["lineage"]
+    assert (decision["action"], str(decision["champion_version_after"])) == ("first-champion", "1")
 
 
 def test_drift_monitor_emits_the_retraining_asset_only_on_drift(
@@ -200,8 +208,11 @@ def test_drift_monitor_emits_the_retraining_asset_only_on_drift(
     client = MlflowClient(local_stack.mlflow_tracking_uri)
     if "champion" not in client.get_registered_model(model_name).aliases:
         client.set_registered_model_alias(model_name, "champion", "1")
-    result = run_dag("drift_monitor", airflow_env)
+    # triggered with a window, as `safra demo` does: `safra drift --since` judges it
+    since = (datetime.now(UTC) - timedelta(days=1000)).replace(microsecond=0)
+    result = run_dag("drift_monitor", airflow_env, conf={"since": since.isoformat()})
     summary = result["xcoms"]["check_drift"]
+    assert summary["window"]["since"] == since.isoformat(), result["output_tail"][-3000:]
     performance = result["xcoms"]["check_performance"]
     drift, alarm = summary["drift"], performance["alarm"]
     assert isinstance(drift, bool) and isinstance(alarm, bool)

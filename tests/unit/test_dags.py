@@ -34,9 +34,12 @@ COMMANDS = {
     "transform_silver": "transform --layer silver",
     "transform_gold": "transform --layer gold",
     "materialize_features": "features",
-    "train_challenger": "train",
-    "promote_challenger": "promote",
     "null_raw_identity": "retention --json",
+}
+#: tasks whose `safra ... --json` answer is their XCom (read by the DAG or by `safra demo`)
+JSON_TASKS = {
+    "drift_monitor": ["audit_aliases", "check_drift"],
+    "model_retraining": ["train_challenger", "promote_challenger"],
 }
 
 
@@ -134,6 +137,26 @@ def test_each_bash_task_runs_one_safra_command_in_the_project(dags: dict[str, An
         assert tasks[task_id]["cwd"] == PROJECT
 
 
+def test_the_json_tasks_are_python_tasks_returning_the_commands_answer(
+    dags: dict[str, Any],
+) -> None:
+    for dag_id, task_ids in JSON_TASKS.items():
+        for task_id in task_ids:
+            assert dags[dag_id]["tasks"][task_id]["type"] == "_PythonDecoratedOperator", task_id
+
+
+def test_the_loop_dags_start_no_run_when_unpaused(dags: dict[str, Any]) -> None:
+    """No start date: unpausing them (`safra demo` does for its loop) starts no run for their
+    latest past tick; the others keep their fixed start in the past."""
+    assert dags["drift_monitor"]["start_date"] is None
+    assert dags["model_retraining"]["start_date"] is None
+    assert dags["lakehouse_silver"]["start_date"] is not None
+
+
+def test_drift_monitor_takes_the_window_to_judge_as_a_param(dags: dict[str, Any]) -> None:
+    assert dags["drift_monitor"]["params"] == {"since": None}  # None: the newest rows
+
+
 def test_lakehouse_writers_share_one_pool(dags: dict[str, Any]) -> None:
     pools = {tid: t["pool"] for dag in dags.values() for tid, t in dag["tasks"].items()}
     assert pools["transform_silver"] == pools["transform_gold"] == "safra_lakehouse"
@@ -181,3 +204,34 @@ def test_the_drift_summary_is_read_from_pretty_printed_output(tmp_path: Path) ->
     assert first == {"drift": True, "share": 0.18}
     assert second == {"drift": False}
     assert error.startswith("`safra drift --json` printed no JSON object")
+
+
+DRIFT_WINDOW = r"""
+import json, sys
+from types import SimpleNamespace
+sys.path.insert(0, sys.argv[1])
+from safra_tasks import drift_window_start
+
+def event(since):
+    window = {} if since is None else {"since": since}
+    return SimpleNamespace(extra={"drift_summary": {"drift": True, "window": window}})
+
+print("SAFRA_RESULT " + json.dumps([
+    drift_window_start([event("2025-06-01T00:00:00+00:00")]),
+    # several drift events collapsed into one run: the earliest window (offsets compared)
+    drift_window_start([event("2025-06-01T00:00:00+00:00"), event("2025-05-31T23:00:00-02:00"),
+                        event("2025-03-01"), event(None)]),
+    drift_window_start([event(None)]),  # a check of the newest rows: the default window
+    drift_window_start([SimpleNamespace(extra={})]),  # an event from elsewhere
+    drift_window_start([]),  # a scheduled run: no event
+    drift_window_start(None),
+]))
+"""
+
+
+def test_the_retraining_window_is_the_earliest_the_drift_events_name(tmp_path: Path) -> None:
+    env = airflow_environment(tmp_path)
+    results = run_airflow_script(DRIFT_WINDOW, [str(DAGS)], env, timeout=120)
+    assert results == [
+        "2025-06-01T00:00:00+00:00", "2025-03-01", None, None, None, None
+    ]  # fmt: skip
