@@ -49,6 +49,7 @@ DAY = timedelta(days=1)
 DRIFT_DAG = "drift_monitor"
 RETRAINING_DAG = "model_retraining"
 DRIFT_TASK, ASSET_TASK = "check_drift", "request_retraining"
+PERFORMANCE_TASK = "check_performance"
 TRAIN_TASK, PROMOTE_TASK = "train_challenger", "promote_challenger"
 ASSET_EVENT = "safra_model_drift"
 
@@ -230,10 +231,13 @@ class DemoSummary:
                 (
                     "drift",
                     f"{'detected' if d.get('drift') else 'not detected'}: "
-                    f"{d.get('drifted_share', 0):.0%} of columns drifted "
-                    f"(threshold {d.get('threshold', 0):.0%})",
+                    f"{d.get('drifted_share', 0):.0%} of columns drifted population-wide "
+                    f"(threshold {d.get('threshold', 0):.0%}); drifted segments "
+                    f"{_segments_line(d)}",
                 )
             )
+        if f.get("performance"):
+            rows.append(("realized performance", _performance_line(f["performance"])))
         airflow = f.get("airflow", {})
         if DRIFT_DAG in airflow:
             run = airflow[DRIFT_DAG]
@@ -358,9 +362,11 @@ class AirflowLoop:
             "tasks": {task: ti.get("state") for task, ti in run.get("tasks", {}).items()},
         }
 
-    def drift_monitor(self, since: datetime, seed: int) -> tuple[str, dict[str, Any]]:
+    def drift_monitor(
+        self, since: datetime, seed: int
+    ) -> tuple[str, dict[str, Any], dict[str, Any]]:
         """Trigger a `drift_monitor` run judging the rows from ``since`` on; wait for it; its
-        run id and drift summary (the `check_drift` task's XCom)."""
+        run id, drift summary and realized-performance summary (the checks' XComs)."""
         busy = [r["dag_run_id"] for r in self.airflow.active_runs(DRIFT_DAG)]
         if busy:
             self.progress(f"{DRIFT_DAG} has runs going ({', '.join(busy)}): ours waits for them")
@@ -377,6 +383,7 @@ class AirflowLoop:
         )
         self.pause_again(DRIFT_DAG)  # before its next hourly tick can start a run
         summary = self.airflow.xcom(DRIFT_DAG, run_id, DRIFT_TASK)
+        performance = self.airflow.xcom(DRIFT_DAG, run_id, PERFORMANCE_TASK)
         figures = {**self._run_figures(done), "conf": done.get("conf"), "asset_event": None}
         if figures["tasks"].get(ASSET_TASK) == "success":
             events = self.airflow.asset_events(source_dag_id=DRIFT_DAG, source_run_id=run_id)
@@ -386,7 +393,7 @@ class AirflowLoop:
                     "id": e["id"], "asset": e.get("name"), "timestamp": e["timestamp"],
                 }  # fmt: skip
         self.figures[DRIFT_DAG] = figures
-        return run_id, summary
+        return run_id, summary, performance
 
     def retraining_started_by(self, drift_run_id: str) -> str:
         """The `model_retraining` run the drift run's asset event started (the scheduler creates
@@ -577,13 +584,17 @@ class Demo:
             with loop.unpaused():
                 with self.stage(f"drift check: Airflow {DRIFT_DAG}") as say:
                     # the drift window, not the history: the run's conf becomes `--since`
-                    drift_run, summary = loop.drift_monitor(since=w.drift_start, seed=self.seed)
-                    self.figures["drift"] = summary
+                    drift_run, summary, performance = loop.drift_monitor(
+                        since=w.drift_start, seed=self.seed
+                    )
+                    self.figures["drift"], self.figures["performance"] = summary, performance
                     say.append(
                         f"run {drift_run}: drift "
                         f"{'DETECTED' if summary.get('drift') else 'not detected'}: "
                         f"{summary.get('drifted_share', 0):.0%} of columns "
-                        f"(threshold {s.drift_share:.0%}); report {summary.get('report_path')}; "
+                        f"(threshold {s.drift_share:.0%}), drifted segments "
+                        f"{_segments_line(summary)}; report {summary.get('report_path')}; "
+                        f"realized performance: {_performance_line(performance)}; "
                         + (
                             f"asset {ASSET_EVENT} emitted"
                             if loop.figures[DRIFT_DAG]["asset_event"]
@@ -717,6 +728,37 @@ def _model_line(figures: dict[str, Any]) -> str:
         f"({_pct(figures['auc_fraction_of_best'])} of the best achievable), "
         f"{figures['train_rows']:,} training / {figures['valid_rows']:,} validation rows"
         + (f" since {figures['since'][:10]}" if figures.get("since") else "")
+    )
+
+
+def _segments_line(drift: dict[str, Any], shown: int = 6) -> str:
+    """The drifted segments of a drift summary, the largest shift first."""
+    names = drift.get("drifted_segments") or []
+    more = f" (+{len(names) - shown} more)" if len(names) > shown else ""
+    return (", ".join(names[:shown]) + more) if names else "none"
+
+
+def _performance_line(performance: dict[str, Any]) -> str:
+    """The champion's realized figures on matured outcomes, from `safra performance --json`."""
+    if not performance.get("matured"):
+        return str(performance.get("message") or "no matured outcomes yet")
+    source = performance.get("sources", {}).get("applications") or {}
+    m = source.get("metrics") or {}
+    if not m:
+        return str(performance.get("message", ""))
+    verdict = (
+        "ALARM: " + "; ".join(performance.get("reasons", [])[:2])
+        if performance.get("alarm")
+        else "no alarm"
+    )
+    start = str(performance.get("window_start") or "")[:10]
+    end = str(performance.get("window_end") or "")[:10]
+    return (
+        f"{m.get('n', 0):,} matured applications ({start} .. {end}): "
+        f"AUC {m.get('roc_auc', 0):.3f} (holdout "
+        f"{performance.get('reference_auc') or 0:.3f}), KS {m.get('ks', 0):.3f}, Brier "
+        f"{m.get('brier', 0):.3f}, predicted {m.get('mean_prob', 0):.3f} vs realized "
+        f"{m.get('observed_rate', 0):.3f} default rate; {verdict}"
     )
 
 

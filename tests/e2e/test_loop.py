@@ -81,6 +81,17 @@ def test_the_recalibrated_bureau_is_detected_as_drift(summary) -> None:
     assert drift["drift"] is True
     assert "serasa_score" in drift["drifted_columns"]
     assert drift["drifted_share"] >= drift["threshold"]
+    assert drift["population_drift"] is True and drift["drifted_segments"]
+
+
+def test_the_realized_performance_of_the_old_champion_alarms(summary) -> None:
+    """The matured window (the 90 days before a year ago) is the drift window's end: the old
+    champion over-estimates the recalibrated applicants' risk, on outcomes that are all known."""
+    performance = summary.figures["performance"]
+    assert performance["matured"] is True, performance["message"]
+    assert performance["alarm"] is True, performance
+    metrics = performance["sources"]["applications"]["metrics"]
+    assert metrics["mean_prob"] > metrics["observed_rate"]
 
 
 def test_the_post_drift_challenger_is_promoted_by_the_rule(summary) -> None:

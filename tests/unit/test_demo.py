@@ -34,3 +34,29 @@ def test_short_requests_map_back_to_the_application_through_the_one_mapping() ->
         assert mapped["renda_bruta_anual_declarada"] == pytest.approx(
             app["renda_bruta_anual_declarada"], abs=0.075
         )
+
+
+def test_the_summary_names_the_drifted_segments_and_the_realized_figures() -> None:
+    from commands.demo import _performance_line, _segments_line
+
+    drift = {"drifted_segments": [f"uf_cultura={uf}/SOJA" for uf in ("MT", "GO", "MS")] * 3}
+    assert _segments_line(drift) == (
+        "uf_cultura=MT/SOJA, uf_cultura=GO/SOJA, uf_cultura=MS/SOJA, uf_cultura=MT/SOJA, "
+        "uf_cultura=GO/SOJA, uf_cultura=MS/SOJA (+3 more)"
+    )
+    assert _segments_line({"drifted_segments": []}) == "none"
+    assert _performance_line({"matured": False, "message": "no matured outcomes yet"}) == (
+        "no matured outcomes yet"
+    )
+    performance = {
+        "matured": True, "alarm": True, "reasons": ["a", "b", "c"], "reference_auc": 0.81,
+        "window_start": "2025-01-01T00:00:00+00:00", "window_end": "2025-04-01T00:00:00+00:00",
+        "sources": {"applications": {"metrics": {
+            "n": 7000, "roc_auc": 0.8, "ks": 0.45, "brier": 0.1, "mean_prob": 0.12,
+            "observed_rate": 0.15,
+        }}},
+    }  # fmt: skip
+    assert _performance_line(performance) == (
+        "7,000 matured applications (2025-01-01 .. 2025-04-01): AUC 0.800 (holdout 0.810), "
+        "KS 0.450, Brier 0.100, predicted 0.120 vs realized 0.150 default rate; ALARM: a; b"
+    )
