@@ -754,7 +754,7 @@ def _performance_line(performance: dict[str, Any]) -> str:
     start = str(performance.get("window_start") or "")[:10]
     end = str(performance.get("window_end") or "")[:10]
     return (
-        f"{m.get('n', 0):,} matured applications ({start} .. {end}): "
+        f"{int(m.get('n') or 0):,} matured applications ({start} .. {end}): "
         f"AUC {m.get('roc_auc', 0):.3f} (holdout "
         f"{performance.get('reference_auc') or 0:.3f}), KS {m.get('ks', 0):.3f}, Brier "
         f"{m.get('brier', 0):.3f}, predicted {m.get('mean_prob', 0):.3f} vs realized "

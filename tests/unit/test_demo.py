@@ -52,7 +52,7 @@ def test_the_summary_names_the_drifted_segments_and_the_realized_figures() -> No
         "matured": True, "alarm": True, "reasons": ["a", "b", "c"], "reference_auc": 0.81,
         "window_start": "2025-01-01T00:00:00+00:00", "window_end": "2025-04-01T00:00:00+00:00",
         "sources": {"applications": {"metrics": {
-            "n": 7000, "roc_auc": 0.8, "ks": 0.45, "brier": 0.1, "mean_prob": 0.12,
+            "n": 7000.0, "roc_auc": 0.8, "ks": 0.45, "brier": 0.1, "mean_prob": 0.12,
             "observed_rate": 0.15,
         }}},
     }  # fmt: skip
