@@ -56,6 +56,7 @@ from scipy.stats import norm
 
 from ml.evaluate import ks_statistic
 from ml.features import REGION_BY_UF
+from ml.segment_drift import holm as holm_adjusted
 from ml.segments import FAMILIES, segment_labels
 
 LABEL = "inadimplente"
@@ -214,14 +215,9 @@ def roc_auc(y: np.ndarray, p: np.ndarray) -> float:
 
 
 def holm(p_values: Sequence[float], alpha: float) -> tuple[list[float], list[bool]]:
-    """Holm's step-down correction: (adjusted p-values, rejected) in the input order."""
-    m = len(p_values)
-    order = sorted(range(m), key=lambda i: p_values[i])
-    adjusted = [1.0] * m
-    running = 0.0
-    for rank, i in enumerate(order):
-        running = max(running, min(1.0, (m - rank) * p_values[i]))
-        adjusted[i] = running
+    """Holm's step-down correction (:func:`ml.segment_drift.holm`): (adjusted p-values,
+    rejected) in the input order."""
+    adjusted = [float(a) for a in holm_adjusted(p_values)]
     return adjusted, [a <= alpha for a in adjusted]
 
 

@@ -55,19 +55,27 @@ def _applications(n: int, seed: int, scenario: str = "baseline", year: int = 202
     return frame
 
 
-@pytest.fixture(scope="module")
-def champion(local_stack: Settings) -> tuple[str, str]:
-    """(model name, version): a small model made champion, its reference sample logged."""
-    name = f"drift-it-{uuid.uuid4().hex[:8]}"
+def _make_champion(
+    settings: Settings, prefix: str, rows: int, valid_rows: int, seed: int
+) -> tuple[str, str]:
+    """(model name, version): a gradient boosting on ``rows`` baseline applications made
+    champion under a unique name, its reference sample logged."""
+    name = f"{prefix}-{uuid.uuid4().hex[:8]}"
     result = train_and_register(
-        _applications(4_000, seed=201), _applications(1_000, seed=202, year=2025),
-        settings=local_stack, model_name=name, experiment_name=TRAIN_EXPERIMENT,
+        _applications(rows, seed=seed), _applications(valid_rows, seed=seed + 1, year=2025),
+        settings=settings, model_name=name, experiment_name=TRAIN_EXPERIMENT,
         candidates={"hgb": HistGradientBoostingClassifier(max_iter=60, random_state=0)},
     )  # fmt: skip
-    client = tracking_client(local_stack)
-    client.set_registered_model_alias(name, CHAMPION, result.version)
-    yield name, str(result.version)
-    client.delete_registered_model(name)
+    tracking_client(settings).set_registered_model_alias(name, CHAMPION, result.version)
+    return name, str(result.version)
+
+
+@pytest.fixture(scope="module")
+def champion(local_stack: Settings) -> Iterator[tuple[str, str]]:
+    """A small champion (4,000 training rows)."""
+    name, version = _make_champion(local_stack, "drift-it", 4_000, 1_000, seed=201)
+    yield name, version
+    tracking_client(local_stack).delete_registered_model(name)
 
 
 @pytest.fixture
@@ -120,16 +128,9 @@ def test_baseline_is_no_drift(champion, isolated) -> None:
 def large_champion(local_stack: Settings) -> Iterator[str]:
     """A champion with a monitoring-sized reference (20,000 rows): segments of 1 to 5 % of the
     portfolio can be judged."""
-    name = f"drift-seg-it-{uuid.uuid4().hex[:8]}"
-    result = train_and_register(
-        _applications(20_000, seed=211), _applications(2_000, seed=212, year=2025),
-        settings=local_stack, model_name=name, experiment_name=TRAIN_EXPERIMENT,
-        candidates={"hgb": HistGradientBoostingClassifier(max_iter=60, random_state=0)},
-    )  # fmt: skip
-    client = tracking_client(local_stack)
-    client.set_registered_model_alias(name, CHAMPION, result.version)
+    name, _ = _make_champion(local_stack, "drift-seg-it", 20_000, 2_000, seed=211)
     yield name
-    client.delete_registered_model(name)
+    tracking_client(local_stack).delete_registered_model(name)
 
 
 def test_drought_is_detected_and_named_by_segment(large_champion, isolated) -> None:
