@@ -25,7 +25,12 @@ from ml.registry import (
     tracking_client,
     version_by_alias,
 )
-from ml.train import CALIBRATION_ARTIFACT, out_of_time_split, train_and_register
+from ml.train import (
+    CALIBRATION_ARTIFACT,
+    REFERENCE_SAMPLE_ROWS,
+    out_of_time_split,
+    train_and_register,
+)
 from pipelines.simulator import (
     applications_frame,
     best_achievable_auc,
@@ -139,7 +144,7 @@ def test_training_run_is_logged_registered_and_loadable(
         m["valid_ece"]
     )
     reference = reference_sample(client, name, str(result.version))  # the version's own run
-    assert 0 < len(reference) <= 5_000
+    assert len(reference) == min(REFERENCE_SAMPLE_ROWS, len(windows["train"]))
     assert set(FEATURE_COLUMNS) <= set(reference.columns)
     assert not {"cpf_cnpj", "nome_razao_social"} & set(reference.columns)
 
