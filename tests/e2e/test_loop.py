@@ -94,18 +94,22 @@ def test_the_realized_performance_of_the_old_champion_alarms(summary) -> None:
     assert metrics["mean_prob"] > metrics["observed_rate"]
 
 
-def test_the_post_drift_challenger_is_promoted_by_the_rule(summary) -> None:
-    """The bureau recalibration leaves the old champion over-estimating risk (it breaks the
-    calibration guardrail on the drifted holdout); the challenger trained on the new world keeps
-    the guardrails, is significantly closer to the outcomes (paired Brier gain) and not worse in
-    F1 or AUC: promoted, on that basis (20 of 20 seeds in bench/promotion_bench.py)."""
+def test_the_post_drift_challenger_is_promoted_by_the_rule(summary, local_stack: Settings) -> None:
+    """The bureau recalibration leaves the old champion over-estimating risk; the challenger
+    trained on the new world keeps the guardrails and is promoted (10 of 10 seeds with the
+    logistic learner in bench/promotion_bench.py: 8 because the old champion breaks the
+    calibration guardrail, 2 on a significant F1 gain). Whichever basis the rule names, the
+    figures behind it hold."""
     promotion = summary.figures["promotion"]
     assert str(promotion["challenger_version"]) == str(summary.figures["retraining"]["version"])
     assert promotion["action"] == "promoted", promotion["reasons"]
-    assert promotion["basis"] == "replaces-failing-champion"
-    assert promotion["champion_metrics"]["calibration_gap"] > 0.05
     comparison = promotion["comparison"]
-    assert comparison["brier_gain"]["low"] > 0 and comparison["f1_gain"]["high"] >= 0
+    if promotion["basis"] == "replaces-failing-champion":
+        assert promotion["champion_metrics"]["calibration_gap"] > 0.05
+        assert comparison["brier_gain"]["low"] > 0 and comparison["f1_gain"]["high"] >= 0
+    else:
+        assert promotion["basis"] == "f1-gain", promotion["basis"]
+        assert comparison["f1_gain"]["low"] > local_stack.promotion_margin
     assert comparison["rows"] == promotion["holdout_rows"] and comparison["seed"] == 2026
     assert str(promotion["champion_version_after"]) == str(promotion["challenger_version"])
     assert promotion["previous_champion_version"] == promotion["champion_version_before"]
@@ -165,9 +169,12 @@ def test_drift_was_checked_by_an_airflow_run_on_the_drift_window(
     in_airflow = airflow.dag_run("drift_monitor", run["run_id"])
     assert (in_airflow["state"], in_airflow["conf"]) == ("success", {"since": since})
     tasks = airflow.task_instances("drift_monitor", run["run_id"])
-    for task_id in ("audit_aliases", "check_drift", "drift_detected", "request_retraining"):
+    for task_id in ("audit_aliases", "check_drift", "check_performance", "retraining_needed",
+                    "request_retraining"):  # fmt: skip
         assert tasks[task_id]["state"] == "success", task_id
     assert airflow.xcom("drift_monitor", run["run_id"], "check_drift") == summary.figures["drift"]
+    performance = airflow.xcom("drift_monitor", run["run_id"], "check_performance")
+    assert performance == summary.figures["performance"]
     console = demo_run.stdout  # progress lines while the demo waited on the runs
     assert "triggered drift_monitor run" in console and run["run_id"] in console
 
