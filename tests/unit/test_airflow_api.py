@@ -5,6 +5,7 @@ expired token is renewed once; an Airflow that does not answer is named with the
 from __future__ import annotations
 
 import json
+import secrets
 from pathlib import Path
 
 import httpx
@@ -15,12 +16,14 @@ from safra.processes import free_port
 from safra.settings import Settings
 
 RUN = "safra_demo__20260101T000000Z"
+GENERATED = secrets.token_urlsafe(16)
+"""What Airflow would have generated at its first start (made up per test run)."""
 
 
 def _settings(tmp_path: Path, **extra: str) -> Settings:
     passwords = tmp_path / "airflow" / "simple_auth_manager_passwords.json.generated"
     passwords.parent.mkdir(parents=True)
-    passwords.write_text(json.dumps({"admin": "the-generated-one"}))
+    passwords.write_text(json.dumps({"admin": GENERATED}))
     return Settings(_env_file=None, data_dir=tmp_path, **{"airflow_port": 8088, **extra})
 
 
@@ -84,7 +87,7 @@ def test_a_failed_run_names_the_dag_the_run_the_task_its_log_and_its_error(
     assert lines[0].startswith("drift_monitor running: audit_aliases success, check_drift running")
     assert lines[1].startswith("drift_monitor failed: audit_aliases success, check_drift failed")
     # signed in once, as the local stack's admin with its generated password
-    assert fake.sign_ins == [{"username": "admin", "password": "the-generated-one"}]
+    assert fake.sign_ins == [{"username": "admin", "password": GENERATED}]
 
 
 def test_an_expired_token_is_renewed_once(tmp_path: Path) -> None:
