@@ -155,6 +155,30 @@ class Settings(BaseSettings):
     champion_poll_s: float = Field(
         default=5.0, gt=0, description="how often the API checks @champion"
     )
+    serving_max_body_bytes: int = Field(
+        default=64 * 1024, ge=1024, description="largest request body the API reads (413 above)"
+    )
+    serving_max_concurrency: int = Field(
+        default=64,
+        ge=1,
+        description="scoring requests in flight per API worker; past it a 503 with Retry-After "
+        "at once instead of a growing queue",
+    )
+    serving_retry_after_s: int = Field(
+        default=1, ge=1, description="Retry-After of the API's 503s (seconds)"
+    )
+    serving_unknown_window: int = Field(
+        default=50,
+        ge=1,
+        description="lookups over which the API judges the online store empty or stale "
+        "(serving.online_features.StoreFreshness)",
+    )
+    serving_stale_after_days: float = Field(
+        default=30.0,
+        gt=0,
+        description="the online store looks stale when the newest feature_timestamp among the "
+        "last lookups is older than this; unknown applicants then go to MANUAL_REVIEW",
+    )
 
     # Monitoring and orchestration
     # 0.1: two of ml.drift's 17 monitored columns; a bureau recalibration moves 3 (share 0.18),

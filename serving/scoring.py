@@ -46,7 +46,7 @@ from serving.contract import (
     proponente_id,
 )
 from serving.model_watcher import ModelWatcher, ServingModel
-from serving.online_features import FeaturesUnavailable, OnlineHistory
+from serving.online_features import FeaturesUnavailable, OnlineHistory, StoreFreshness
 from serving.reasons import Driver, main_reasons, occlusion_frame
 
 logger = logging.getLogger(__name__)
@@ -55,12 +55,28 @@ FEATURE_TIMESTAMP = "feature_timestamp"
 UNKNOWN_APPLICANT_NOTE = (
     "proponente sem histórico no feature store: pontuado apenas com os dados da requisição"
 )
+UNKNOWN_APPLICANT_ROUTED_NOTE = (
+    "proponente sem histórico e feature store aparentemente vazio ou desatualizado: "
+    "encaminhado para MANUAL_REVIEW"
+)
 
-__all__ = ["Parsed", "RequestError", "Scorer", "ServiceUnavailable"]
+__all__ = ["Parsed", "RequestError", "RowFailed", "Scorer", "ServiceUnavailable"]
 
 
 class ServiceUnavailable(RuntimeError):
-    """The request cannot be scored now (no model, online store or Kafka down): HTTP 503."""
+    """The request cannot be scored now (no model, online store or Kafka down): HTTP 503.
+
+    ``str(exc)`` is the detail for the log (hosts, ports, exception text); :attr:`public` is
+    what the answer may say (which dependency, never where it runs or how it failed).
+    """
+
+    def __init__(self, detail: str, public: str = "a dependency is unavailable") -> None:
+        super().__init__(detail)
+        self.public = public
+
+
+class RowFailed(RuntimeError):
+    """Scoring this one request failed (a bug, logged with the trace): HTTP 500 for it alone."""
 
 
 class ScoredLog(Protocol):
@@ -98,8 +114,9 @@ class Parsed:
     requested_at: datetime = field(default_factory=lambda: datetime.now(UTC))
 
 
-Outcome = dict[str, Any] | ServiceUnavailable
-"""What scoring a valid request gives: the answer, or why it cannot be scored now (503)."""
+Outcome = dict[str, Any] | ServiceUnavailable | RowFailed
+"""What scoring a valid request gives: the answer, why it cannot be scored now (503), or that
+scoring it failed (500) — for that request alone, never for the rest of its batch."""
 
 
 class Scorer:
@@ -118,7 +135,9 @@ class Scorer:
         scored_log: ScoredLog | None,
         approve_below: float,
         deny_above: float,
+        freshness: StoreFreshness | None = None,
     ) -> None:
+        self.freshness = freshness or StoreFreshness()
         self.watcher = watcher
         self.history = history
         self.scored_log = scored_log
@@ -140,23 +159,42 @@ class Scorer:
     def score(self, body: Any) -> dict[str, Any]:
         """The answer to ``body``; :class:`RequestError` (422) or :class:`ServiceUnavailable`."""
         (outcome,) = self.score_parsed([self.parse(body)])
-        if isinstance(outcome, ServiceUnavailable):
+        if isinstance(outcome, ServiceUnavailable | RowFailed):
             raise outcome
         return outcome
 
     def score_parsed(self, batch: Sequence[Parsed]) -> list[Outcome]:
-        """The outcome of each request of ``batch``, in order."""
+        """The outcome of each request of ``batch``, in order.
+
+        One failed row never fails the others: when the batch as a whole raises, each request is
+        scored alone, and only the one(s) that still fail get :class:`RowFailed`.
+        """
+        try:
+            return self._score_together(batch)
+        except Exception as exc:
+            if len(batch) == 1:
+                logger.exception("scoring a request failed")
+                return [RowFailed(f"{type(exc).__name__}: {exc}")]
+            logger.warning("a batch of %d failed (%s); scoring each alone", len(batch), exc)
+            return [outcome for parsed in batch for outcome in self.score_parsed([parsed])]
+
+    def _score_together(self, batch: Sequence[Parsed]) -> list[Outcome]:
         serving = self.watcher.current  # taken once: a swap meanwhile does not affect the batch
         if serving is None:
-            why = ServiceUnavailable(self.watcher.not_ready_reason() or "no model loaded")
+            why = ServiceUnavailable(
+                self.watcher.not_ready_reason() or "no model loaded", "no champion model is loaded"
+            )
             return [why] * len(batch)
         if self.scored_log is not None and (down := self.scored_log.unavailable()):
-            return [ServiceUnavailable(down)] * len(batch)
+            why = ServiceUnavailable(down, "the scored-request log (Kafka) is unavailable")
+            return [why] * len(batch)
         applicants = [proponente_id(p.request) for p in batch]
         try:
             online = self.history.get_many(applicants)
         except FeaturesUnavailable as exc:
-            return [ServiceUnavailable(str(exc))] * len(batch)
+            why = ServiceUnavailable(str(exc), "the online feature store (Redis) is unavailable")
+            return [why] * len(batch)
+        suspect = self.freshness.observe(online, [split_online_row(r)[2] for r in online])
         applications, stamps = [], []
         for parsed, row in zip(batch, online, strict=True):
             profile, history, feature_ts = split_online_row(row)
@@ -174,7 +212,9 @@ class Scorer:
             block = probabilities[start : start + 1 + len(used[i])]
             start += len(block)
             outcomes.append(
-                self._answer(batch[i], applicants[i], serving, block, used[i], row, stamps[i])
+                self._answer(
+                    batch[i], applicants[i], serving, block, used[i], row, stamps[i], suspect
+                )
             )
         return outcomes
 
@@ -187,15 +227,20 @@ class Scorer:
         drivers: list[Driver],
         row: dict[str, Any],
         feature_ts: datetime | None,
+        suspect_store: str | None = None,
     ) -> Outcome:
         probability = float(probabilities[0])
         if not math.isfinite(probability) or not 0.0 <= probability <= 1.0:
             logger.error("%s v%s gave p=%r", serving.name, serving.version, probability)
             return ServiceUnavailable(
-                f"model {serving.name} v{serving.version} gave no valid probability"
+                f"model {serving.name} v{serving.version} gave no valid probability",
+                "the model gave no valid probability",
             )
         decision = decide(probability, self.approve_below, self.deny_above)
         known = bool(row[KNOWN_FLAG])
+        routed = not known and suspect_store is not None
+        if routed:  # the store may just be missing this applicant's history: a person decides
+            decision = "MANUAL_REVIEW"
         reasons = main_reasons(probabilities, drivers, row, serving.reference, decision)
         request_id = str(uuid.uuid4())
         latency_ms = (time.perf_counter() - parsed.began) * 1000.0
@@ -213,7 +258,9 @@ class Scorer:
             "limiares": {"approve_below": self.approve_below, "deny_above": self.deny_above},
             "latencia_ms": round(latency_ms, 3),
         }
-        if not known:
+        if routed:
+            response["observacao"] = f"{UNKNOWN_APPLICANT_ROUTED_NOTE}: {suspect_store}"
+        elif not known:
             response["observacao"] = UNKNOWN_APPLICANT_NOTE
         if self.scored_log is not None:
             self.scored_log.send(

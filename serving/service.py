@@ -5,11 +5,19 @@ Run it with ``safra serve`` (or ``bentoml serve serving.service:CreditScoring``)
 - ``POST /v1/credit-score`` — the scoring contract (:mod:`serving.scoring`); ``X-API-Key``;
 - ``GET /v1/model-info`` — the model serving, its metrics, when it became champion, the
   thresholds; ``X-API-Key``;
-- ``GET /livez`` (alive), ``GET /readyz`` (ready: a champion is loaded, Kafka reachable),
-  ``GET /metrics`` (Prometheus: BentoML's own plus ``safra_api_*``), ``/v1/docs`` (OpenAPI).
+- ``GET /livez`` (alive), ``GET /readyz`` (ready: a champion is loaded, the online store (Redis)
+  answers, Kafka reachable), ``GET /metrics`` (Prometheus: BentoML's own plus ``safra_api_*``);
+- ``/v1/openapi.json`` (the contract, generated from :mod:`serving.contract` by
+  :mod:`serving.openapi`), ``/v1/docs`` (Swagger UI from local files); BentoML's index page
+  ``/`` shows the whole service's document (``/docs.json``), also from local files.
 
-Answers: 200; 401 missing or wrong API key; 422 invalid body, naming each field and reason;
-503 no champion loaded / online store (Redis) or Kafka unreachable, saying which; never a trace.
+Answers: 200; 401 missing or wrong API key; 413 body over ``SAFRA_SERVING_MAX_BODY_BYTES``; 422
+invalid body, naming each field and reason; 503 + ``Retry-After`` with no champion loaded, the
+online store (Redis) or Kafka unavailable, or the worker at ``SAFRA_SERVING_MAX_CONCURRENCY``
+requests in flight (a fast refusal, not a growing queue); 500 for one request whose scoring
+failed (a bug), never its batch. Every error body is :class:`serving.contract.ErrorBody`
+(``{"mensagem", "erros"}``): it says which dependency, never a host, port, path or exception
+text — those go to the log.
 
 Each worker process builds its own service instance: its own :class:`ModelWatcher` (so every
 worker follows the alias), Feast store, Kafka producer and scoring thread: requests are validated
@@ -22,26 +30,43 @@ import asyncio
 import hmac
 import json
 import logging
+import time
 from collections.abc import Sequence
+from datetime import timedelta
 from functools import cache
 from typing import Any
 
 import bentoml
 from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import HTMLResponse, JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.staticfiles import StaticFiles
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ml.signing import UntrustedModel
 from safra.settings import get_settings
+from serving import openapi
 from serving.batching import Coalescer
 from serving.contract import RequestError
 from serving.model_watcher import ServingModel, registry_watcher
-from serving.online_features import OnlineHistory
+from serving.online_features import FeaturesUnavailable, OnlineHistory, StoreFreshness
+from serving.openapi import API_KEY_HEADER
 from serving.scored_log import ScoredRequestLog
-from serving.scoring import Outcome, Parsed, Scorer, ServiceUnavailable
+from serving.scoring import (
+    UNKNOWN_APPLICANT_ROUTED_NOTE,
+    Outcome,
+    Parsed,
+    RowFailed,
+    Scorer,
+    ServiceUnavailable,
+)
 
 logger = logging.getLogger(__name__)
 
-API_KEY_HEADER = "X-API-Key"
+READINESS_PROBE_ID = "__readyz__"
+"""The applicant id /readyz looks up: an online read that proves Redis and Feast answer."""
+UNAVAILABLE_LOG_EVERY_S = 10.0
+"""A 503's detail (hosts, exception text) is logged once per this many seconds per reason."""
 ONLINE_READ_TIMEOUT_S = 1.0
 """Deadline of the online-store read; past it the answer is a 503."""
 REQUEST_TIMEOUT_S = 10
@@ -52,7 +77,97 @@ v1 = FastAPI(
     title="Safra credit scoring",
     version="1",
     description="Probability of default, decision and reasons for rural credit applications.",
+    docs_url=None,
+    redoc_url=None,
 )
+openapi.install(v1)
+v1.mount("/static", StaticFiles(directory=openapi.swagger_assets()), name="static")
+
+
+@v1.get("/docs", include_in_schema=False)
+def docs(request: Request) -> HTMLResponse:
+    """Swagger UI of ``/v1/openapi.json``, every file served from here."""
+    root = request.scope.get("root_path", "")
+    page = openapi.swagger_page(v1.title, f"{root}/openapi.json", f"{root}/static")
+    return HTMLResponse(page)
+
+
+@v1.exception_handler(StarletteHTTPException)
+async def _http_error(_request: Request, exc: StarletteHTTPException) -> JSONResponse:
+    """Starlette's own errors (404, 405) in the contract's error body."""
+    return _error(exc.status_code, str(exc.detail), headers=exc.headers)
+
+
+class BodyLimit:
+    """413 for a body over ``SAFRA_SERVING_MAX_BODY_BYTES`` — by its Content-Length at once, or
+    while it streams — before the handler reads any of it into memory."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["method"] not in ("POST", "PUT", "PATCH"):
+            return await self.app(scope, receive, send)
+        limit = get_settings().serving_max_body_bytes
+        length = dict(scope["headers"]).get(b"content-length")
+        if length is not None and length.isdigit() and int(length) > limit:
+            return await _too_large(limit)(scope, receive, send)
+        chunks: list[bytes] = []
+        size, more = 0, True
+        while more:
+            message = await receive()
+            if message["type"] != "http.request":
+                return
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > limit:
+                return await _too_large(limit)(scope, receive, send)
+            chunks.append(chunk)
+            more = message.get("more_body", False)
+        body = b"".join(chunks)
+        sent = False
+
+        async def replay() -> Message:
+            nonlocal sent
+            if not sent:
+                sent = True
+                return {"type": "http.request", "body": body, "more_body": False}
+            return await receive()
+
+        await self.app(scope, replay, send)
+
+
+def _too_large(limit: int) -> JSONResponse:
+    return _error(413, f"request body too large (the limit is {limit} bytes)")
+
+
+v1.add_middleware(BodyLimit)
+
+
+class OfflineIndex:
+    """BentoML's index page (``/``) and ``/docs.json`` without leaving the machine.
+
+    BentoML's page shows Swagger UI over ``/docs.json`` with files from its own wheel, plus a
+    Google Tag Manager script (external); its ``/docs.json`` lists the mounted app's routes
+    without their bodies. This answers both with the same page minus the tracker and the whole
+    service's document (:func:`serving.openapi.service_document`: the ``/v1`` contract and the
+    probes). BentoML's ``/static_content`` (the Swagger UI files) is left as it is.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["method"] in ("GET", "HEAD"):
+            if scope["path"] == "/":
+                page = openapi.swagger_page(
+                    "Safra credit scoring", "./docs.json", "./static_content"
+                )
+                return await HTMLResponse(page)(scope, receive, send)
+            if scope["path"] == "/docs.json":
+                spec = openapi.service_document(v1.openapi, "/v1")
+                return await JSONResponse(spec)(scope, receive, send)
+        await self.app(scope, receive, send)
 
 
 @cache
@@ -89,6 +204,13 @@ def _metrics() -> dict[str, Any]:
             "1 when the recorded champion breaks a guardrail (judged after a manual change)",
             multiprocess_mode="livemax",
         ),
+        "unknown": prom.Counter(
+            "safra_api_unknown_applicants",
+            "Applicants the online store does not know, by routing: scored on the request alone "
+            "(scored) or sent to MANUAL_REVIEW because the store looked empty or stale "
+            "(manual_review)",
+            ["encaminhamento"],
+        ),
         "batch": prom.Histogram(
             "safra_api_batch_size",
             "Requests scored together (one online read, one prediction)",
@@ -97,10 +219,15 @@ def _metrics() -> dict[str, Any]:
     }
 
 
-def _error(status: int, detail: str, **extra: Any) -> JSONResponse:
+def _error(status: int, message: str, headers: Any = None, **extra: Any) -> JSONResponse:
+    """The error body (:class:`serving.contract.ErrorBody`): ``mensagem`` and, for 422, ``erros``.
+    Portuguese keys like the rest of the contract; ``message`` says what, never where (no host,
+    port, path or exception text)."""
     _metrics()["refused"].labels(str(status)).inc()
-    headers = {"Retry-After": "5"} if status == 503 else None
-    return JSONResponse({"detail": detail, **extra}, status_code=status, headers=headers)
+    headers = dict(headers or {})
+    if status == 503:
+        headers["Retry-After"] = str(get_settings().serving_retry_after_s)
+    return JSONResponse({"mensagem": message, **extra}, status_code=status, headers=headers)
 
 
 def _default_history_reader(settings: Any) -> Any:
@@ -124,6 +251,8 @@ class CreditScoring:
 
     def __init__(self) -> None:
         settings = get_settings()
+        self._in_flight = 0
+        self._unavailable_logged: dict[str, float] = {}
         self._api_key = settings.require_api_key().encode()
         self.settings = settings
         metrics = _metrics()
@@ -146,6 +275,10 @@ class CreditScoring:
             self.scored_log,
             settings.approve_below,
             settings.deny_above,
+            StoreFreshness(
+                settings.serving_unknown_window,
+                timedelta(days=settings.serving_stale_after_days),
+            ),
         )
         # requests waiting while a batch is scored are scored together (serving.batching)
         self.batcher: Coalescer[Parsed, Outcome] = Coalescer(
@@ -168,7 +301,13 @@ class CreditScoring:
         self.scored_log.close()
 
     def __is_ready__(self) -> bool:
+        """Ready: a champion loaded, Kafka reachable, and one online read answered (Redis)."""
         reason = self.scorer.not_ready_reason()
+        if reason is None:
+            try:
+                self.history.get_many([READINESS_PROBE_ID])
+            except FeaturesUnavailable as exc:
+                reason = str(exc)
         if reason is not None:
             logger.debug("not ready: %s", reason)
         return reason is None
@@ -182,10 +321,24 @@ class CreditScoring:
         """Score one application (short request or whole application); see the module doc."""
         if not self._authorized(request):
             return _error(401, f"missing or wrong {API_KEY_HEADER} header")
+        if self._in_flight >= self.settings.serving_max_concurrency:
+            # a fast refusal the client can retry, instead of a queue whose wait grows with load
+            return _error(503, "cannot score now: this worker is at its concurrency limit")
+        self._in_flight += 1  # the event loop is one thread: no lock needed
+        try:
+            return await self._credit_score(request)
+        finally:
+            self._in_flight -= 1
+
+    async def _credit_score(self, request: Request) -> JSONResponse:
         try:
             body = json.loads(await request.body())
-        except (ValueError, UnicodeDecodeError) as exc:
-            problem = {"campo": "<body>", "motivo": f"invalid JSON: {exc}"}
+        except json.JSONDecodeError as exc:
+            problem = {"campo": "<body>", "motivo": f"invalid JSON (line {exc.lineno}, "
+                       f"column {exc.colno})"}  # fmt: skip
+            return _error(422, "invalid request", erros=[problem])
+        except UnicodeDecodeError:
+            problem = {"campo": "<body>", "motivo": "invalid JSON: the body is not UTF-8"}
             return _error(422, "invalid request", erros=[problem])
         try:
             parsed = self.scorer.parse(body)
@@ -196,10 +349,26 @@ class CreditScoring:
         except Exception:
             logger.exception("scoring failed")
             return _error(500, "internal error while scoring (logged)")
+        if isinstance(answer, RowFailed):
+            return _error(500, "internal error while scoring (logged)")
         if isinstance(answer, ServiceUnavailable):
-            return _error(503, f"cannot score now: {answer}")
+            self._log_unavailable(answer)
+            return _error(503, f"cannot score now: {answer.public}")
+        if not answer["proponente_conhecido"]:
+            routed = answer.get("observacao", "").startswith(UNKNOWN_APPLICANT_ROUTED_NOTE)
+            _metrics()["unknown"].labels("manual_review" if routed else "scored").inc()
         _metrics()["scored"].labels(answer["decisao"]).inc()
         return JSONResponse(answer)
+
+    def _log_unavailable(self, why: ServiceUnavailable) -> None:
+        """The 503's detail (which host, which exception) to the log, not to the client; once
+        per :data:`UNAVAILABLE_LOG_EVERY_S` per detail, so an outage does not flood it."""
+        detail, now = str(why), time.monotonic()
+        if now - self._unavailable_logged.get(detail, -UNAVAILABLE_LOG_EVERY_S) >= (
+            UNAVAILABLE_LOG_EVERY_S
+        ):
+            self._unavailable_logged[detail] = now
+            logger.warning("cannot score now: %s", detail)
 
     @v1.get("/model-info")
     def model_info(self, request: Request) -> JSONResponse:
@@ -208,7 +377,8 @@ class CreditScoring:
             return _error(401, f"missing or wrong {API_KEY_HEADER} header")
         serving = self.watcher.current
         if serving is None:
-            return _error(503, f"no model serving: {self.watcher.not_ready_reason()}")
+            logger.warning("no model serving: %s", self.watcher.not_ready_reason())
+            return _error(503, "no model serving: no champion model is loaded")
         return JSONResponse(model_info(serving, self))
 
 
@@ -244,3 +414,6 @@ def model_info(serving: ServingModel, service: CreditScoring) -> dict[str, Any]:
         },
         "intervalo_observacao_s": service.watcher.poll_s,
     }
+
+
+CreditScoring.add_asgi_middleware(OfflineIndex)  # type: ignore[attr-defined]
