@@ -12,6 +12,10 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import re
+import statistics
+import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -41,6 +45,8 @@ from safra import contracts
 from safra.kafka_clients import client_config
 from safra.processes import free_port, process_group
 from safra.settings import Settings, get_settings
+from serving.contract import MAX_PRAZO_MESES
+from serving.scoring import UNKNOWN_APPLICANT_ROUTED_NOTE
 from serving.server import api_environment, bentoml_command
 
 pytestmark = pytest.mark.stack
@@ -236,7 +242,7 @@ def test_missing_or_wrong_api_key_is_401(api: TestClient) -> None:
     for key in (None, "", "wrong-key-wrong-key"):
         answer = _score(api, {**SHORT, "id_proponente": "x"}, key=key)
         assert answer.status_code == 401
-        assert answer.json() == {"detail": "missing or wrong X-API-Key header"}
+        assert answer.json() == {"mensagem": "missing or wrong X-API-Key header"}
     assert api.get("/v1/model-info").status_code == 401
     assert api.get("/livez").status_code == 200  # probes need no key
 
@@ -256,7 +262,10 @@ def test_invalid_payloads_are_422_naming_field_and_reason(api: TestClient) -> No
     }  # fmt: skip
     bad_json = api.post("/v1/credit-score", content=b"{not json", headers={"X-API-Key": API_KEY})
     assert bad_json.status_code == 422
-    assert bad_json.json()["erros"][0]["campo"] == "<body>"
+    assert bad_json.json() == {
+        "mensagem": "invalid request",
+        "erros": [{"campo": "<body>", "motivo": "invalid JSON (line 1, column 2)"}],
+    }
 
 
 def test_a_cpf_or_cnpj_as_the_applicant_id_is_422_naming_the_field(api: TestClient) -> None:
@@ -297,9 +306,23 @@ def test_scripted_applicants_are_approved_and_denied(
     assert all(m["direcao"] == "aumenta_risco" for m in d["motivos"])
 
 
+def _labelled_metric(text: str, sample: str) -> float:
+    """The value of ``sample`` (name and labels, as exposed), 0 when absent."""
+    for line in text.splitlines():
+        if line.startswith(f"{sample} "):
+            return float(line.split()[1])
+    return 0.0
+
+
+UNKNOWN_SCORED = 'safra_api_unknown_applicants_total{encaminhamento="scored"}'
+UNKNOWN_ROUTED = 'safra_api_unknown_applicants_total{encaminhamento="manual_review"}'
+
+
 def test_unknown_applicant_is_scored_on_the_request_and_flagged(api: TestClient) -> None:
+    before = _labelled_metric(api.get("/metrics").text, UNKNOWN_SCORED)
     answer = _score(api, {**SHORT, "id_proponente": f"never-seen-{uuid.uuid4().hex}"})
     assert answer.status_code == 200, answer.text
+    assert _labelled_metric(api.get("/metrics").text, UNKNOWN_SCORED) == before + 1
     body = answer.json()
     assert body["proponente_conhecido"] is False
     assert body["observacao"].startswith("proponente sem histórico")
@@ -307,11 +330,96 @@ def test_unknown_applicant_is_scored_on_the_request_and_flagged(api: TestClient)
     assert 0.0 < body["probabilidade_inadimplencia"] < 1.0
 
 
+def test_unknown_applicants_go_to_manual_review_when_the_store_looks_stale_or_empty(
+    versions: dict[str, str], online: datetime
+) -> None:
+    """Stale: the newest history read is 10 days old, the limit 5. Empty: the last 3 lookups
+    (the window) found nobody. A known applicant is decided as usual either way."""
+    env = {"SAFRA_SERVING_STALE_AFTER_DAYS": "5", "SAFRA_SERVING_UNKNOWN_WINDOW": "3"}
+    with _in_process_api(env) as client:
+        _wait_ready(client)
+        before = _labelled_metric(client.get("/metrics").text, UNKNOWN_ROUTED)
+        known = _score(client, APPROVED).json()
+        assert known["decisao"] == "APPROVE" and "observacao" not in known
+        unknown = [
+            _score(client, {**APPROVED, "id_proponente": f"never-seen-{uuid.uuid4().hex}"}).json()
+            for _ in range(3)
+        ]
+        assert [a["decisao"] for a in unknown] == ["MANUAL_REVIEW"] * 3
+        assert [a["observacao"] for a in unknown] == [
+            f"{UNKNOWN_APPLICANT_ROUTED_NOTE}: o histórico mais recente lido tem 10 dias "
+            "(limite: 5 dias)",
+        ] * 2 + [
+            f"{UNKNOWN_APPLICANT_ROUTED_NOTE}: nenhum dos últimos 3 proponentes consultados "
+            "está no store"
+        ]  # fmt: skip
+        assert all(a["proponente_conhecido"] is False for a in unknown)
+        metrics = client.get("/metrics").text
+        assert _labelled_metric(metrics, UNKNOWN_ROUTED) == before + 3
+
+
 def test_whole_application_is_scored(api: TestClient) -> None:
     app = generate_applications(1, seed=8, start=datetime(2024, 1, 1), end=datetime(2024, 2, 1))[0]
     answer = _score(api, app)
     assert answer.status_code == 200, answer.text
     assert answer.json()["id_proponente"] == app["proponente_id"]
+
+
+def test_openapi_document_describes_the_contract(api: TestClient) -> None:
+    from openapi_spec_validator import validate
+
+    document = api.get("/v1/openapi.json").json()
+    validate(document)
+    operation = document["paths"]["/credit-score"]["post"]
+    assert set(operation["responses"]) == {"200", "401", "413", "422", "500", "503"}
+    assert operation["security"] == [{"ApiKey": []}]
+    assert document["paths"]["/model-info"]["get"]["security"] == [{"ApiKey": []}]
+    assert document["components"]["securitySchemes"] == {
+        "ApiKey": {"type": "apiKey", "in": "header", "name": "X-API-Key"}
+    }
+    assert set(operation["responses"]["503"]["headers"]) == {"Retry-After"}
+    schemas = document["components"]["schemas"]
+    body = operation["requestBody"]["content"]["application/json"]
+    refs = [{"$ref": f"#/components/schemas/{n}"} for n in ("ShortRequest", "WholeApplication")]
+    assert body["schema"] == {"oneOf": refs}
+    prazo = schemas["ShortRequest"]["properties"]["prazo"]
+    assert (prazo["type"], prazo["exclusiveMinimum"], prazo["maximum"]) == (
+        "integer", 0, MAX_PRAZO_MESES,
+    )  # fmt: skip
+    assert schemas["ShortRequest"]["additionalProperties"] is False
+    assert schemas["WholeApplication"]["not"] == {"required": ["id_proponente"]}
+    assert schemas["ErrorBody"]["required"] == ["mensagem"]
+    for name, example in body["examples"].items():  # the documented examples are scored
+        answer = _score(api, example["value"])
+        assert answer.status_code == 200, (name, answer.text)
+    service = api.get("/docs.json").json()  # BentoML's index page shows the same contract
+    validate(service)
+    assert service["paths"]["/v1/credit-score"] == document["paths"]["/credit-score"]
+    assert {"/livez", "/readyz", "/metrics"} <= set(service["paths"])
+
+
+def test_docs_pages_load_nothing_from_outside(api: TestClient) -> None:
+    for page_path in ("/v1/docs", "/"):
+        page = api.get(page_path)
+        assert page.status_code == 200
+        assert "http://" not in page.text and "https://" not in page.text, page_path
+        base = page_path.rsplit("/", 1)[0] + "/"
+        assets = re.findall(r'(?:src|href)="([^"]+)"', page.text)
+        assert len(assets) == 3, assets
+        for asset in assets:
+            url = asset if asset.startswith("/") else base + asset.removeprefix("./")
+            assert api.get(url).status_code == 200, url
+
+
+def test_body_over_the_limit_is_413_and_other_errors_in_the_same_body(api: TestClient) -> None:
+    big = {**SHORT, "id_proponente": "x", "pad": "x" * 70_000}
+    answer = _score(api, big)
+    assert answer.status_code == 413
+    assert answer.json() == {"mensagem": "request body too large (the limit is 65536 bytes)"}
+    wrong_method = api.get("/v1/credit-score")
+    assert wrong_method.status_code == 405
+    assert wrong_method.json() == {"mensagem": "Method Not Allowed"}
+    assert wrong_method.headers["Allow"] == "POST"
 
 
 def test_model_info(api: TestClient, versions: dict[str, str], serving_settings: Settings) -> None:
@@ -438,21 +546,28 @@ def test_no_champion_is_not_ready_and_says_why(online: datetime) -> None:
         assert client.get("/readyz").status_code == 503
         answer = _score(client, {**SHORT, "id_proponente": "x"})
         assert answer.status_code == 503
-        assert "no champion" in answer.json()["detail"]
+        assert answer.json() == {"mensagem": "cannot score now: no champion model is loaded"}
+        assert answer.headers["Retry-After"] == "1"
 
 
 @pytest.mark.parametrize(
-    ("env", "says"),
+    ("env", "says", "logged"),
     [
-        ({"SAFRA_REDIS_URL": "redis://127.0.0.1:{port}/0"}, "online feature store (Redis)"),
-        ({"SAFRA_KAFKA_BOOTSTRAP": "127.0.0.1:{port}"}, "Kafka at 127.0.0.1:"),
+        ({"SAFRA_REDIS_URL": "redis://127.0.0.1:{port}/0"},
+         "the online feature store (Redis) is unavailable",
+         "the online feature store (Redis) cannot be read: "),
+        ({"SAFRA_KAFKA_BOOTSTRAP": "127.0.0.1:{port}"},
+         "the scored-request log (Kafka) is unavailable", "Kafka at 127.0.0.1:{port}"),
     ],
     ids=["redis-down", "kafka-down"],
-)
-def test_dependency_down_is_a_clear_503(
-    versions: dict[str, str], online: datetime, env: dict[str, str], says: str
-) -> None:
-    closed = {k: v.format(port=free_port()) for k, v in env.items()}
+)  # fmt: skip
+def test_dependency_down_is_a_clear_503_without_internals(
+    versions: dict[str, str], online: datetime, env: dict[str, str], says: str, logged: str,
+    caplog: pytest.LogCaptureFixture,
+) -> None:  # fmt: skip
+    port = free_port()
+    closed = {k: v.format(port=port) for k, v in env.items()}
+    caplog.set_level(logging.WARNING, logger="serving.service")
     with _in_process_api(closed) as client:
         deadline = time.monotonic() + 30
         while client.get("/v1/model-info", headers={"X-API-Key": API_KEY}).status_code != 200:
@@ -466,8 +581,87 @@ def test_dependency_down_is_a_clear_503(
         answer = _score(client, APPROVED)
         assert time.perf_counter() - began < 3.0
         assert answer.status_code == 503, answer.text
-        assert says in answer.json()["detail"]
-        assert answer.json()["detail"].startswith("cannot score now: ")
+        assert answer.json() == {"mensagem": f"cannot score now: {says}"}
+        assert answer.headers["Retry-After"] == "1"
+        assert client.get("/readyz").status_code == 503
+    assert f"cannot score now: {logged.format(port=port)}" in caplog.text  # the detail: logged
+
+
+# --- a real server: the contract fuzzed, the limits -------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def contract_server(
+    versions: dict[str, str], online: datetime, serving_settings: Settings, tmp_path_factory: Any
+) -> Iterator[str]:
+    """``bentoml serve`` with one worker and at most 2 scoring requests in flight."""
+    log = tmp_path_factory.mktemp("contract") / "bentoml.log"
+    settings = serving_settings
+    port = free_port(settings.bind_host)
+    env = {**os.environ, **_env(), **api_environment(settings), "SAFRA_SERVING_PORT": str(port),
+           "SAFRA_SERVING_WORKERS": "1", "SAFRA_SERVING_MAX_CONCURRENCY": "2"}  # fmt: skip
+    with process_group(bentoml_command(settings, port), log, env, stop_timeout_s=20):
+        url = f"http://{settings.bind_host}:{port}"
+        deadline = time.monotonic() + SERVER_START_S
+        while True:
+            with contextlib.suppress(httpx.TransportError):
+                if httpx.get(f"{url}/readyz", timeout=5).status_code == 200:
+                    break
+            assert time.monotonic() < deadline, log.read_text()[-3000:]
+            time.sleep(0.5)
+        yield url
+
+
+def test_schemathesis_finds_no_failure(contract_server: str) -> None:
+    """Every check: no 5xx, no undocumented status, header or content type, every schema-valid
+    body accepted and every invalid one refused, answers as their schema says, no access
+    without the key. Bounded examples: about a minute."""
+    command = [
+        str(Path(sys.executable).parent / "schemathesis"), "run",
+        f"{contract_server}/v1/openapi.json", "--url", f"{contract_server}/v1",
+        "-H", f"X-API-Key: {API_KEY}", "--checks", "all", "--max-examples", "25",
+        "--seed", "13", "--generation-database", "none", "--workers", "1", "--no-color",
+        "--request-timeout", "10",
+    ]  # fmt: skip
+    run = subprocess.run(command, capture_output=True, text=True, timeout=300, check=False)
+    assert run.returncode == 0, run.stdout[-6000:] + run.stderr[-2000:]
+
+
+def test_a_saturated_worker_answers_503_at_once(contract_server: str) -> None:
+    def one(_: int) -> tuple[int, str | None, Any, float]:
+        began = time.perf_counter()
+        r = httpx.post(f"{contract_server}/v1/credit-score", json=APPROVED,
+                       headers={"X-API-Key": API_KEY}, timeout=10)  # fmt: skip
+        return r.status_code, r.headers.get("Retry-After"), r.json(), time.perf_counter() - began
+
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(24) as pool:
+        results = list(pool.map(one, range(96)))
+    assert {status for status, *_ in results} <= {200, 503}
+    shed = [r for r in results if r[0] == 503]
+    scored = [r for r in results if r[0] == 200]
+    assert shed and scored
+    for _, retry_after, body, _ in shed:
+        assert retry_after == "1"
+        assert body == {"mensagem": "cannot score now: this worker is at its concurrency limit"}
+    shed_ms = statistics.median(r[3] for r in shed) * 1000
+    scored_ms = statistics.median(r[3] for r in scored) * 1000
+    print(f"saturated: {len(shed)}/{len(results)} shed, median {shed_ms:.0f} ms "
+          f"(scored: {scored_ms:.0f} ms)")  # fmt: skip
+    assert shed_ms < 500
+
+
+def test_a_streamed_body_over_the_limit_is_413(contract_server: str) -> None:
+    def chunks() -> Iterator[bytes]:
+        yield b'{"pad": "'
+        for _ in range(80):
+            yield b"x" * 1024
+
+    answer = httpx.post(f"{contract_server}/v1/credit-score", content=chunks(),
+                        headers={"X-API-Key": API_KEY}, timeout=10)  # fmt: skip
+    assert answer.status_code == 413
+    assert answer.json() == {"mensagem": "request body too large (the limit is 65536 bytes)"}
 
 
 # --- a real server: hot swap under load -----------------------------------------------------------
