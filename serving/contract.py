@@ -101,6 +101,17 @@ Uf = Annotated[
 ]
 Brl = Annotated[float, Field(gt=0, le=MAX_BRL, allow_inf_nan=False)]
 
+
+def _integral(value: Any) -> Any:
+    """24.0 as 24: JSON Schema counts a number with no fraction as an integer, so the document's
+    ``"type": "integer"`` accepts it and the validator must too (a boolean stays refused)."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
+Integer = Annotated[int, BeforeValidator(_integral)]
+
 SHORT_EXAMPLE: dict[str, Any] = {
     "id_proponente": "p-1", "uf": "MT", "renda_liquida_mes": 12000, "valor_solicitado": 80000,
     "prazo": 24,
@@ -124,7 +135,7 @@ class ShortRequest(BaseModel):
     uf: Uf
     renda_liquida_mes: Brl = Field(description="net monthly income, BRL", examples=[12000])
     valor_solicitado: Brl = Field(description="amount requested, BRL", examples=[80000])
-    prazo: int = Field(gt=0, le=MAX_PRAZO_MESES, description="term in months", examples=[24])
+    prazo: Integer = Field(gt=0, le=MAX_PRAZO_MESES, description="term in months", examples=[24])
 
     _check_uf = field_validator("uf")(_uf)
 
@@ -143,7 +154,7 @@ class Localizacao(BaseModel):
 class FontesDadosAdicionais(BaseModel):
     model_config = ConfigDict(strict=True, extra="ignore")
 
-    serasa_score: int | None = Field(default=None, ge=0, le=1000)
+    serasa_score: Integer | None = Field(default=None, ge=0, le=1000)
     ibama_autuacoes_ativas: bool | None = None
 
 
@@ -185,9 +196,9 @@ class WholeApplication(BaseModel):
     area_total_hectares: float = Field(gt=0, le=1e8, allow_inf_nan=False)
     cultura_principal: Cultura
     possui_experiencia_atividade: bool
-    anos_experiencia: int = Field(ge=0, le=120)
+    anos_experiencia: Integer = Field(ge=0, le=120)
     fontes_dados_adicionais: FontesDadosAdicionais = FontesDadosAdicionais()
-    prazo_meses: int | None = Field(default=None, gt=0, le=MAX_PRAZO_MESES)
+    prazo_meses: Integer | None = Field(default=None, gt=0, le=MAX_PRAZO_MESES)
 
 
 # --- the answer and the errors (documentation of what the service sends) -------------------------
@@ -196,8 +207,8 @@ class WholeApplication(BaseModel):
 class Motivo(BaseModel):
     fator: str = Field(description="the driver's name, e.g. debt_to_income")
     descricao: str
-    valor: float | str | None = Field(description="the applicant's value")
-    referencia: float | str | None = Field(description="the training sample's median / mode")
+    valor: float | str | bool | None = Field(description="the applicant's value")
+    referencia: float | str | bool | None = Field(description="the training sample's median / mode")
     efeito: float = Field(description="change of the probability when the value is replaced")
     direcao: Literal["aumenta_risco", "reduz_risco"]
 

@@ -594,22 +594,28 @@ def test_dependency_down_is_a_clear_503_without_internals(
 def contract_server(
     versions: dict[str, str], online: datetime, serving_settings: Settings, tmp_path_factory: Any
 ) -> Iterator[str]:
-    """``bentoml serve`` with one worker and at most 2 scoring requests in flight."""
-    log = tmp_path_factory.mktemp("contract") / "bentoml.log"
+    """``bentoml serve`` with one worker and at most 2 scoring requests in flight. A port taken
+    between :func:`free_port` and the bind (the ports are in the ephemeral range, which a load
+    test on the same machine churns through) means another port, up to 3 times."""
     settings = serving_settings
-    port = free_port(settings.bind_host)
-    env = {**os.environ, **_env(), **api_environment(settings), "SAFRA_SERVING_PORT": str(port),
-           "SAFRA_SERVING_WORKERS": "1", "SAFRA_SERVING_MAX_CONCURRENCY": "2"}  # fmt: skip
-    with process_group(bentoml_command(settings, port), log, env, stop_timeout_s=20):
-        url = f"http://{settings.bind_host}:{port}"
-        deadline = time.monotonic() + SERVER_START_S
-        while True:
-            with contextlib.suppress(httpx.TransportError):
-                if httpx.get(f"{url}/readyz", timeout=5).status_code == 200:
-                    break
-            assert time.monotonic() < deadline, log.read_text()[-3000:]
-            time.sleep(0.5)
-        yield url
+    for attempt in range(3):
+        log = tmp_path_factory.mktemp("contract") / "bentoml.log"
+        port = free_port(settings.bind_host)
+        env = {**os.environ, **_env(), **api_environment(settings),
+               "SAFRA_SERVING_PORT": str(port), "SAFRA_SERVING_WORKERS": "1",
+               "SAFRA_SERVING_MAX_CONCURRENCY": "2"}  # fmt: skip
+        with process_group(bentoml_command(settings, port), log, env, stop_timeout_s=20) as proc:
+            url = f"http://{settings.bind_host}:{port}"
+            deadline = time.monotonic() + SERVER_START_S
+            while "Could not bind" not in log.read_text() and proc.poll() is None:
+                with contextlib.suppress(httpx.TransportError):
+                    if httpx.get(f"{url}/readyz", timeout=5).status_code == 200:
+                        yield url
+                        return
+                assert time.monotonic() < deadline, log.read_text()[-3000:]
+                time.sleep(0.5)
+        print(f"bentoml serve on port {port} did not start (attempt {attempt + 1}); another port")
+    raise AssertionError(log.read_text()[-3000:])
 
 
 def test_schemathesis_finds_no_failure(contract_server: str) -> None:
