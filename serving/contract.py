@@ -178,13 +178,10 @@ WHOLE_EXAMPLE: dict[str, Any] = {
 
 class WholeApplication(BaseModel):
     """A whole application, as the ``application`` Avro record carries it (v1 or v2). Other
-    fields (identity, metadata) are accepted and ignored; ``id_proponente`` is not one of them
-    (a body with it is a short request)."""
+    fields (identity, metadata) are accepted and ignored."""
 
     model_config = ConfigDict(
-        strict=True,
-        extra="ignore",
-        json_schema_extra={"not": {"required": ["id_proponente"]}, "examples": [WHOLE_EXAMPLE]},
+        strict=True, extra="ignore", json_schema_extra={"examples": [WHOLE_EXAMPLE]}
     )
 
     proponente_id: ApplicantId
@@ -278,8 +275,11 @@ def _errors(exc: ValidationError) -> list[dict[str, str]]:
 
 
 def is_whole_application(body: Mapping[str, Any]) -> bool:
-    """A body with ``proponente_id`` (the application's own key) is a whole application."""
-    return "proponente_id" in body and "id_proponente" not in body
+    """A body with ``proponente_id`` (the application's own key) is a whole application; any
+    other is a short request. As in the document's ``oneOf``: a short request allows no other
+    key, so a body with ``proponente_id`` can only be a whole application (an ``id_proponente``
+    in it is one more ignored field)."""
+    return "proponente_id" in body
 
 
 def parse_request(body: Any) -> ShortRequest | WholeApplication:
