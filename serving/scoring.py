@@ -17,6 +17,11 @@ Requests are scored in batches (one is a batch of one; the API coalesces those w
 6. ONE prediction: every row and its occluded copies (:mod:`serving.reasons`);
 7. the decision from the configured thresholds (:func:`ml.evaluate.decide`);
 8. the answers, and the ``scored_request`` records queued to Kafka without waiting.
+
+Degraded modes: an unknown applicant goes to MANUAL_REVIEW when the online store looks empty or
+stale (:class:`~serving.online_features.StoreFreshness`); a request whose scoring fails gets
+:class:`RowFailed` (500) alone, never its batch (:meth:`Scorer.score_parsed`); a
+:class:`ServiceUnavailable` carries the detail for the log and a ``public`` reason for the answer.
 """
 
 from __future__ import annotations
@@ -166,8 +171,10 @@ class Scorer:
     def score_parsed(self, batch: Sequence[Parsed]) -> list[Outcome]:
         """The outcome of each request of ``batch``, in order.
 
-        One failed row never fails the others: when the batch as a whole raises, each request is
-        scored alone, and only the one(s) that still fail get :class:`RowFailed`.
+        One failed row never fails the others: when the batch as a whole raises (building the
+        inputs, the prediction: before any record is sent), each request is scored alone, and
+        only the one(s) that still fail get :class:`RowFailed`; past the prediction, a row whose
+        answer fails gets it alone.
         """
         try:
             return self._score_together(batch)
@@ -211,11 +218,14 @@ class Scorer:
         for i, row in enumerate(rows):
             block = probabilities[start : start + 1 + len(used[i])]
             start += len(block)
-            outcomes.append(
-                self._answer(
+            try:  # past the prediction a row fails alone (earlier rows' records are already sent)
+                outcome = self._answer(
                     batch[i], applicants[i], serving, block, used[i], row, stamps[i], suspect
                 )
-            )
+            except Exception as exc:
+                logger.exception("answering a request failed")
+                outcome = RowFailed(f"{type(exc).__name__}: {exc}")
+            outcomes.append(outcome)
         return outcomes
 
     def _answer(
