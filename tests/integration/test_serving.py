@@ -330,34 +330,6 @@ def test_unknown_applicant_is_scored_on_the_request_and_flagged(api: TestClient)
     assert 0.0 < body["probabilidade_inadimplencia"] < 1.0
 
 
-def test_unknown_applicants_go_to_manual_review_when_the_store_looks_stale_or_empty(
-    versions: dict[str, str], online: datetime
-) -> None:
-    """Stale: the newest history read is 10 days old, the limit 5. Empty: the last 3 lookups
-    (the window) found nobody. A known applicant is decided as usual either way."""
-    env = {"SAFRA_SERVING_STALE_AFTER_DAYS": "5", "SAFRA_SERVING_UNKNOWN_WINDOW": "3"}
-    with _in_process_api(env) as client:
-        _wait_ready(client)
-        before = _labelled_metric(client.get("/metrics").text, UNKNOWN_ROUTED)
-        known = _score(client, APPROVED).json()
-        assert known["decisao"] == "APPROVE" and "observacao" not in known
-        unknown = [
-            _score(client, {**APPROVED, "id_proponente": f"never-seen-{uuid.uuid4().hex}"}).json()
-            for _ in range(3)
-        ]
-        assert [a["decisao"] for a in unknown] == ["MANUAL_REVIEW"] * 3
-        assert [a["observacao"] for a in unknown] == [
-            f"{UNKNOWN_APPLICANT_ROUTED_NOTE}: o histórico mais recente lido tem 10 dias "
-            "(limite: 5 dias)",
-        ] * 2 + [
-            f"{UNKNOWN_APPLICANT_ROUTED_NOTE}: nenhum dos últimos 3 proponentes consultados "
-            "está no store"
-        ]  # fmt: skip
-        assert all(a["proponente_conhecido"] is False for a in unknown)
-        metrics = client.get("/metrics").text
-        assert _labelled_metric(metrics, UNKNOWN_ROUTED) == before + 3
-
-
 def test_whole_application_is_scored(api: TestClient) -> None:
     app = generate_applications(1, seed=8, start=datetime(2024, 1, 1), end=datetime(2024, 2, 1))[0]
     answer = _score(api, app)
@@ -537,6 +509,38 @@ def test_a_manual_alias_move_is_flagged_until_recorded_with_its_verdict(
         back = promote.reconcile(s, client, name, holdout, Guardrails(segment_floor=0.0))
     assert back is not None and back.guardrails == "hold"
     _wait_metric(api, "safra_champion_guardrail_breach", 0.0)
+
+
+# --- in-process APIs of their own (after every test of the module's `api`: BentoML keeps one
+# current service instance per process, and closing one unsets it) -----------------------------
+
+
+def test_unknown_applicants_go_to_manual_review_when_the_store_looks_stale_or_empty(
+    versions: dict[str, str], online: datetime
+) -> None:
+    """Stale: the newest history read is 10 days old, the limit 5. Empty: the last 3 lookups
+    (the window) found nobody. A known applicant is decided as usual either way."""
+    env = {"SAFRA_SERVING_STALE_AFTER_DAYS": "5", "SAFRA_SERVING_UNKNOWN_WINDOW": "3"}
+    with _in_process_api(env) as client:
+        _wait_ready(client)
+        before = _labelled_metric(client.get("/metrics").text, UNKNOWN_ROUTED)
+        known = _score(client, APPROVED).json()
+        assert known["decisao"] == "APPROVE" and "observacao" not in known
+        unknown = [
+            _score(client, {**APPROVED, "id_proponente": f"never-seen-{uuid.uuid4().hex}"}).json()
+            for _ in range(3)
+        ]
+        assert [a["decisao"] for a in unknown] == ["MANUAL_REVIEW"] * 3
+        assert [a["observacao"] for a in unknown] == [
+            f"{UNKNOWN_APPLICANT_ROUTED_NOTE}: o histórico mais recente lido tem 10 dias "
+            "(limite: 5 dias)",
+        ] * 2 + [
+            f"{UNKNOWN_APPLICANT_ROUTED_NOTE}: nenhum dos últimos 3 proponentes consultados "
+            "está no store"
+        ]  # fmt: skip
+        assert all(a["proponente_conhecido"] is False for a in unknown)
+        metrics = client.get("/metrics").text
+        assert _labelled_metric(metrics, UNKNOWN_ROUTED) == before + 3
 
 
 def test_no_champion_is_not_ready_and_says_why(online: datetime) -> None:
