@@ -190,6 +190,7 @@ class ModelWatcher:
         self._failures: dict[str, LoadFailure] = {}
         self._lock = threading.Lock()  # one poll at a time (thread and callers)
         self._stop = threading.Event()
+        self._polled = threading.Event()  # set after the first poll, whatever its outcome
         self._thread: threading.Thread | None = None
         self.state = WatcherState()
 
@@ -314,15 +315,21 @@ class ModelWatcher:
         if self._on_failure is not None:
             self._on_failure(version, exc)
 
-    def start(self) -> None:
-        """Poll now and then every ``poll_s`` seconds, in a daemon thread. Idempotent."""
-        if self._thread is not None and self._thread.is_alive():
-            return
-        self._stop.clear()
-        self._thread = threading.Thread(
-            target=self._run, name=f"champion-watcher-{self.model_name}", daemon=True
-        )
-        self._thread.start()
+    def start(self, wait_s: float = 0.0) -> bool:
+        """Poll now and then every ``poll_s`` seconds, in a daemon thread. Idempotent.
+
+        ``wait_s``: wait up to that long for the first poll (load included) to end, so that a
+        worker starting with the API does not take requests before it had its chance to load
+        the champion (another worker's ``/readyz`` says nothing about this one). True when the
+        first poll ended in time (whatever its outcome: a registry down is logged and retried).
+        """
+        if self._thread is None or not self._thread.is_alive():
+            self._stop.clear()
+            self._thread = threading.Thread(
+                target=self._run, name=f"champion-watcher-{self.model_name}", daemon=True
+            )
+            self._thread.start()
+        return self._polled.wait(wait_s)
 
     def _run(self) -> None:
         while not self._stop.is_set():
@@ -330,6 +337,7 @@ class ModelWatcher:
                 self.poll()
             except Exception:  # never let the watcher die
                 logger.exception("champion watcher: unexpected error")
+            self._polled.set()
             self._stop.wait(self.poll_s)
 
     def stop(self, timeout_s: float = 10.0) -> None:

@@ -70,6 +70,8 @@ UNAVAILABLE_LOG_EVERY_S = 10.0
 ONLINE_READ_TIMEOUT_S = 1.0
 """Deadline of the online-store read; past it the answer is a 503."""
 REQUEST_TIMEOUT_S = 10
+STARTUP_LOAD_WAIT_S = 30.0
+"""Longest a starting worker waits for its first load of the champion before taking requests."""
 MAX_BATCH = 64
 """Most requests scored together (one frame of up to ~1,000 rows with the occluded copies)."""
 
@@ -291,7 +293,14 @@ class CreditScoring:
 
     @bentoml.on_startup
     def _start_watching(self) -> None:
-        self.watcher.start()
+        # the worker takes requests only once its first load of the champion ended (or
+        # STARTUP_LOAD_WAIT_S passed): the workers share one port, and a client told "ready" by
+        # one must not get a 503 from another still loading
+        if not self.watcher.start(wait_s=STARTUP_LOAD_WAIT_S):
+            logger.warning(
+                "the champion is still loading after %.0fs: taking requests (503 until it is in)",
+                STARTUP_LOAD_WAIT_S,
+            )
 
     @bentoml.on_shutdown
     def _stop(self) -> None:

@@ -233,3 +233,16 @@ def test_background_thread_follows_the_alias(models) -> None:
         assert w.current.version == "2"
     finally:
         w.stop()
+
+
+def test_start_waits_for_the_first_load(models) -> None:
+    """A starting worker takes requests only after its first load (the workers share a port:
+    another worker's /readyz says nothing about this one)."""
+    registry = Registry(models)
+    registry.alias = "1"
+    w = watcher(registry)
+    try:
+        assert w.start(wait_s=10) is True
+        assert w.current is not None and w.current.version == "1"
+    finally:
+        w.stop()
