@@ -627,7 +627,7 @@ def contract_server(
     raise AssertionError(log.read_text()[-3000:])
 
 
-def test_schemathesis_finds_no_failure(contract_server: str) -> None:
+def test_schemathesis_finds_no_failure(contract_server: str, tmp_path: Path) -> None:
     """Every check: no 5xx, no undocumented status, header or content type, every schema-valid
     body accepted and every invalid one refused, answers as their schema says, no access
     without the key. Bounded examples: about a minute."""
@@ -638,8 +638,11 @@ def test_schemathesis_finds_no_failure(contract_server: str) -> None:
         "--seed", "13", "--generation-database", "none", "--workers", "1", "--no-color",
         "--request-timeout", "10",
     ]  # fmt: skip
-    run = subprocess.run(command, capture_output=True, text=True, timeout=300, check=False)
+    run = subprocess.run(  # in tmp_path: its crash cache (.schemathesis/) stays out of the repo
+        command, capture_output=True, text=True, timeout=300, check=False, cwd=tmp_path
+    )
     assert run.returncode == 0, run.stdout[-6000:] + run.stderr[-2000:]
+    print(f"schemathesis: {run.stdout.strip().splitlines()[-1].strip('= ')}")
 
 
 def _served_ms(log: Path, path: str, status: int) -> list[float]:
