@@ -41,6 +41,7 @@ import contextlib
 import json
 import logging
 import os
+import re
 import shutil
 import sys
 import tempfile
@@ -184,12 +185,15 @@ def _decisions(hits: list[Hit]) -> dict[str, int]:
     return counts
 
 
+PATH_WORDS = {"path", "caminho", "uri", "artifact", "artefato", "source", "origem"}
+
+
 def _model_path(info: Any) -> Any:
     """The first value under a key naming a path or an artifact location in ``/v1/model-info``
     (whatever the API reports about the files it scores with), else None."""
     if isinstance(info, dict):
         for key, value in info.items():
-            if any(word in key.lower() for word in ("path", "caminho", "uri", "artefato")):
+            if PATH_WORDS & set(re.split(r"[^a-z]+", str(key).lower())):
                 return value
             found = _model_path(value)
             if found is not None:
@@ -321,6 +325,8 @@ def main() -> None:
     parser.add_argument("--build-vegeta", action="store_true", help="build vegeta (cached), exit")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    for chatty in ("feast", "httpx"):  # a line per registry refresh, per readiness poll
+        logging.getLogger(chatty).setLevel(logging.WARNING)
 
     from safra.settings import get_settings
 
@@ -401,8 +407,9 @@ def main() -> None:
             result["api_start_s"] = round(_wait_http(f"{base}/readyz", 300, api_log, proc), 1)
             headers = {"X-API-Key": api_key}
             info = httpx.get(f"{base}/v1/model-info", headers=headers, timeout=10)
-            result["model"]["api_model_info"] = info.json()
-            result["model"]["path"] = _model_path(info.json())
+            info_json = {k: v for k, v in info.json().items() if k != "metricas"}
+            result["model"]["api_model_info"] = info_json
+            result["model"]["path"] = _model_path(info_json)
             check = httpx.post(f"{base}/v1/credit-score", json=requests[0], headers=headers)
             check.raise_for_status()  # a bench of errors measures nothing
 
