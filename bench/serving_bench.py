@@ -23,7 +23,8 @@ Side by side, on the same machine, the same model version and the same generator
   (no feature read, no reasons): the model behind plain HTTP.
 
 Each is measured at the fixed ``--rates`` and searched for its saturation: the highest rate with
-success ≥ 99.9 % and p99 ≤ ``--p99-bound-ms`` (doubling, then bisection to 10 %), then measured
+success ≥ 99.9 % and p99 ≤ ``--p99-bound-ms`` (doubling — halving from a failing start —
+then bisection to 10 %), then measured
 again at 80 % of it. ``api_to_mlflow_throughput`` compares the two saturations: the throughput of
 each at the same p99 bound. The machine's load average before and after (and at each run) says
 how busy the rest of the machine was: other work on the same cores moves every figure.
@@ -69,8 +70,10 @@ from safra.load_generator import (
 )
 
 logger = logging.getLogger("serving_bench")
-PAUSE_BETWEEN_RUNS_S = 2.0
-"""Quiet time between two runs: what a failed run left queued drains before the next starts."""
+QUIET_ANSWER_S = 0.1
+"""Before a run, the server must answer its health URL within this: what an overloaded run left
+queued (requests vegeta gave up on keep the server busy) drains before the next run starts."""
+QUIET_WAIT_S = 180.0
 
 
 def _batches(port: int) -> tuple[float, float]:
@@ -78,7 +81,7 @@ def _batches(port: int) -> tuple[float, float]:
     (zeros when the API has no such metric)."""
     import urllib.request
 
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as answer:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=60) as answer:
         text = answer.read().decode()
     values = {"count": 0.0, "sum": 0.0}
     for line in text.splitlines():
@@ -207,6 +210,7 @@ class Server:
     def __init__(
         self,
         name: str,
+        health_url: str,
         vegeta: Path,
         targets: list[str],
         workdir: Path,
@@ -214,12 +218,30 @@ class Server:
         args: argparse.Namespace,
         per_run: Callable[[list[Hit]], dict[str, Any]] | None = None,
     ) -> None:
-        self.name, self.vegeta, self.targets = name, vegeta, targets
+        self.name, self.health_url = name, health_url
+        self.vegeta, self.targets = vegeta, targets
         self.workdir, self.pinning, self.args = workdir / name, pinning, args
         self.per_run = per_run
 
+    def wait_quiet(self) -> float:
+        """Seconds until the server answers ``health_url`` within :data:`QUIET_ANSWER_S` twice
+        in a row (at most :data:`QUIET_WAIT_S`)."""
+        import httpx
+
+        began = time.monotonic()
+        quick = 0
+        while quick < 2 and time.monotonic() - began < QUIET_WAIT_S:
+            t0 = time.monotonic()
+            try:
+                httpx.get(self.health_url, timeout=QUIET_WAIT_S)
+                quick = quick + 1 if time.monotonic() - t0 <= QUIET_ANSWER_S else 0
+            except httpx.HTTPError:
+                quick = 0
+            time.sleep(0.5)
+        return round(time.monotonic() - began, 1)
+
     def measure(self, rate: int, seconds: float | None = None) -> dict[str, Any]:
-        time.sleep(PAUSE_BETWEEN_RUNS_S)
+        waited = self.wait_quiet()
         loadavg = os.getloadavg()[0]
         hits = attack(
             self.vegeta,
@@ -232,8 +254,12 @@ class Server:
         )
         run = summarize(hits, rate)
         run["loadavg_1m_at_start"] = round(loadavg, 2)
+        run["waited_for_quiet_s"] = waited
         if self.per_run is not None:
-            run.update(self.per_run(hits))
+            try:
+                run.update(self.per_run(hits))
+            except Exception as exc:  # noqa: BLE001 - an extra figure, not the measurement
+                run["per_run_error"] = f"{type(exc).__name__}: {exc}"
         logger.info(
             "%s at %d/s: p50 %s ms, p99 %s ms, success %s",
             self.name,
@@ -424,7 +450,9 @@ def main() -> None:
 
             state = list(_batches(port))
             targets = targets_lines(f"{base}/v1/credit-score", requests, headers)
-            api = Server("api", vegeta, targets, workdir, pinning, args, per_api_run)
+            api = Server(
+                "api", f"{base}/livez", vegeta, targets, workdir, pinning, args, per_api_run
+            )
             result["api"] = api.run_all(rates)
 
         # mlflow models serve of the same version, sent precomputed model inputs
@@ -453,7 +481,9 @@ def main() -> None:
                     _wait_http(f"{base}/ping", 300, mlflow_log, proc), 1
                 )
                 targets = targets_lines(f"{base}/invocations", bodies, {})
-                reference = Server("mlflow_serve", vegeta, targets, workdir, pinning, args)
+                reference = Server(
+                    "mlflow_serve", f"{base}/ping", vegeta, targets, workdir, pinning, args
+                )
                 result["mlflow_serve"] = reference.run_all(rates)
             api_sat = result["api"].get("saturation", {}).get("rps")
             mlflow_sat = result["mlflow_serve"].get("saturation", {}).get("rps")

@@ -287,16 +287,17 @@ def summarize(hits: Sequence[Hit], rate: float, ok_status: int = 200) -> dict[st
 @dataclass
 class SaturationSearch:
     """The highest constant rate a server sustains: success ≥ ``min_success`` and p99 ≤
-    ``p99_bound_ms``. Doubling from ``start`` until a rate fails (or ``max_rate`` passes), then
-    bisection between the last rate that held and the first that failed, until they are within
-    ``precision`` (relative) of each other. ``measure(rate)`` returns :func:`summarize`'s dict;
-    every step is kept in ``steps``."""
+    ``p99_bound_ms``. From ``start``, doubling until a rate fails (or ``max_rate`` holds) — or
+    halving until one holds (None below ``min_rate``) — then bisection between the highest rate
+    that held and the lowest that failed, until they are within ``precision`` (relative) of each
+    other. ``measure(rate)`` returns :func:`summarize`'s dict; every step is kept in ``steps``."""
 
     measure: Callable[[int], dict[str, Any]]
     p99_bound_ms: float = 100.0
     min_success: float = 0.999
     start: int = 100
     max_rate: int = 5_000
+    min_rate: int = 10
     precision: float = 0.1
     steps: list[dict[str, Any]] = field(default_factory=list)
 
@@ -323,11 +324,18 @@ class SaturationSearch:
         return bool(run["holds"])
 
     def run(self) -> int | None:
-        """The saturation rate (requests per second), None when even ``start`` fails."""
-        if not self._try(self.start):
-            return None
-        good, bad = self.start, None
-        while bad is None:
+        """The saturation rate (requests per second), None when even ``min_rate`` fails."""
+        good: int | None = None
+        bad: int | None = None
+        rate = self.start
+        while good is None:  # down until a rate holds
+            if rate < self.min_rate:
+                return None
+            if self._try(rate):
+                good = rate
+            else:
+                bad, rate = rate, rate // 2
+        while bad is None:  # up until a rate fails
             if good >= self.max_rate:
                 return good
             rate = min(good * 2, self.max_rate)

@@ -138,10 +138,18 @@ def test_saturation_doubles_then_bisects_to_the_precision() -> None:
     assert [s["holds"] for s in search.steps] == [True, True, True, False, True, True, False]
 
 
-def test_saturation_is_none_when_the_first_rate_fails_and_capped_at_max_rate() -> None:
-    failing = SaturationSearch(_fake_server(10), start=100)
+def test_saturation_halves_from_a_failing_start_then_bisects() -> None:
+    search = SaturationSearch(_fake_server(70), start=200, min_rate=10, precision=0.1)
+    assert search.run() == 68
+    # 200, 100 fail; 50 holds; bisection of (50, 100): 75 fails, 62 and 68 hold, 71 fails;
+    # 71 - 68 is within 10 % of 68
+    assert [s["target_rps"] for s in search.steps] == [200, 100, 50, 75, 62, 68, 71]
+
+
+def test_saturation_is_none_below_min_rate_and_capped_at_max_rate() -> None:
+    failing = SaturationSearch(_fake_server(5), start=40, min_rate=10)
     assert failing.run() is None
-    assert len(failing.steps) == 1
+    assert [s["target_rps"] for s in failing.steps] == [40, 20, 10]
     unbounded = SaturationSearch(_fake_server(10**6), start=100, max_rate=1000)
     assert unbounded.run() == 1000
     assert [s["target_rps"] for s in unbounded.steps] == [100, 200, 400, 800, 1000]
