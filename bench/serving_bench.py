@@ -23,11 +23,12 @@ Side by side, on the same machine, the same model version and the same generator
   (no feature read, no reasons): the model behind plain HTTP.
 
 Each is measured at the fixed ``--rates`` and searched for its saturation: the highest rate with
-success ≥ 99.9 % and p99 ≤ ``--p99-bound-ms`` (doubling — halving from a failing start —
-then bisection to 10 %), then measured
-again at 80 % of it. ``api_to_mlflow_throughput`` compares the two saturations: the throughput of
-each at the same p99 bound. The machine's load average before and after (and at each run) says
-how busy the rest of the machine was: other work on the same cores moves every figure.
+success ≥ 99.9 % and p99 ≤ ``--p99-bound-ms`` (doubling — halving from a failing start — then
+bisection to 10 %), then measured again at 80 % of it. ``api_to_mlflow_throughput`` compares the
+two saturations: the throughput of each at the same p99 bound. Before each run the server must
+answer its health URL quickly (an overloaded run's backlog drains first). The machine's load
+average before and after (and at each run) says how busy the rest of the machine was: other
+work on the same cores moves every figure.
 
 Needs the stack up (``safra stack up``: Redis, Kafka, MLflow). Setup (unique model name, Feast
 project and topic, removed at the end): a small model trained on simulator data and set
@@ -65,6 +66,7 @@ from safra.load_generator import (
     attack,
     ensure_vegeta,
     machine_pinning,
+    nearest_rank,
     summarize,
     targets_lines,
 )
@@ -178,14 +180,38 @@ def _short_requests(ids: list[str]) -> list[dict[str, Any]]:
     ]
 
 
-def _decisions(hits: list[Hit]) -> dict[str, int]:
-    counts: dict[str, int] = {}
+def _answers(hits: list[Hit]) -> dict[str, Any]:
+    """What the API's 200 answers say: their decisions, and the in-service time the API measured
+    itself (``latencia_ms``, when it reports one): the rest of the latency is queueing, HTTP and
+    the generator's side."""
+    decisions: dict[str, int] = {}
+    in_service: list[float] = []
     for hit in hits:
-        if hit.code == 200 and hit.body:
-            with contextlib.suppress(ValueError):
-                decision = str(json.loads(hit.body).get("decisao"))
-                counts[decision] = counts.get(decision, 0) + 1
-    return counts
+        if hit.code != 200 or not hit.body:
+            continue
+        with contextlib.suppress(ValueError, TypeError, AttributeError):
+            answer = json.loads(hit.body)
+            decision = str(answer.get("decisao"))
+            decisions[decision] = decisions.get(decision, 0) + 1
+            if answer.get("latencia_ms") is not None:
+                in_service.append(float(answer["latencia_ms"]))
+    out: dict[str, Any] = {"decisions": decisions}
+    if in_service:
+        ordered = sorted(in_service)
+        out["in_service_p50_ms"] = round(nearest_rank(ordered, 0.50), 2)
+        out["in_service_p99_ms"] = round(nearest_rank(ordered, 0.99), 2)
+    return out
+
+
+def _cpu_pressure() -> dict[str, float] | None:
+    """Linux PSI: the share of time some runnable task waited for a CPU (avg10/avg60/avg300,
+    percent): on a shared machine, the other work the load average alone does not show."""
+    try:
+        line = Path("/proc/pressure/cpu").read_text().splitlines()[0]
+    except (OSError, IndexError):
+        return None
+    fields = dict(part.split("=") for part in line.split()[1:])
+    return {k: float(v) for k, v in fields.items() if k.startswith("avg")}
 
 
 PATH_WORDS = {"path", "caminho", "uri", "artifact", "artefato", "source", "origem"}
@@ -381,15 +407,19 @@ def main() -> None:
     vegeta = ensure_vegeta(settings)
     pinning = machine_pinning()
     workers = args.api_workers or (1 if pinning.server else settings.serving_workers)
+    if pinning.generator:  # this process (setup, parsing results) stays off the server's core
+        os.sched_setaffinity(0, {int(pinning.generator)})
     result: dict[str, Any] = {
         "command": " ".join([Path(sys.executable).name, *sys.argv]),
         "machine": {
             "cpus": os.cpu_count(),
             "cpus_usable": sorted(os.sched_getaffinity(0)),
             "loadavg_before": [round(x, 2) for x in os.getloadavg()],
+            "cpu_pressure_before": _cpu_pressure(),
             "pinning": {
                 "generator": f"taskset -c {pinning.generator}" if pinning.generator else None,
                 "server": f"taskset -c {pinning.server}" if pinning.server else None,
+                "bench_process": f"core {pinning.generator}" if pinning.generator else None,
                 "stack_services": "not pinned",
             },
             "api_workers": workers,
@@ -444,7 +474,7 @@ def main() -> None:
                 batches, scored = after[0] - state[0], after[1] - state[1]
                 state[:] = after
                 return {
-                    "decisions": _decisions(hits),
+                    **_answers(hits),
                     "mean_batch_size": round(scored / batches, 2) if batches else None,
                 }
 
@@ -507,6 +537,7 @@ def main() -> None:
         result["error"] = f"{type(exc).__name__}: {exc}"[:3000]
     finally:
         result["machine"]["loadavg_after"] = [round(x, 2) for x in os.getloadavg()]
+        result["machine"]["cpu_pressure_after"] = _cpu_pressure()
         with contextlib.suppress(Exception):
             store.teardown()
         shutil.rmtree(settings.data_dir / "feast" / settings.feast_project, True)
