@@ -72,9 +72,11 @@ from safra.load_generator import (
 )
 
 logger = logging.getLogger("serving_bench")
-QUIET_ANSWER_S = 0.1
-"""Before a run, the server must answer its health URL within this: what an overloaded run left
-queued (requests vegeta gave up on keep the server busy) drains before the next run starts."""
+QUIET_ANSWER_S = 0.25
+"""Before a run, the server must answer one real request (the first target) within this, twice
+in a row: what an overloaded run left queued (requests vegeta gave up on still keep the server
+busy) drains before the next run starts. A health URL is no probe: `mlflow models serve`
+answers /ping at once while its predictions queue."""
 QUIET_WAIT_S = 180.0
 
 
@@ -236,7 +238,7 @@ class Server:
     def __init__(
         self,
         name: str,
-        health_url: str,
+        probe: Callable[[], Any],
         vegeta: Path,
         targets: list[str],
         workdir: Path,
@@ -244,24 +246,22 @@ class Server:
         args: argparse.Namespace,
         per_run: Callable[[list[Hit]], dict[str, Any]] | None = None,
     ) -> None:
-        self.name, self.health_url = name, health_url
+        self.name, self.probe = name, probe
         self.vegeta, self.targets = vegeta, targets
         self.workdir, self.pinning, self.args = workdir / name, pinning, args
         self.per_run = per_run
 
     def wait_quiet(self) -> float:
-        """Seconds until the server answers ``health_url`` within :data:`QUIET_ANSWER_S` twice
-        in a row (at most :data:`QUIET_WAIT_S`)."""
-        import httpx
-
+        """Seconds until the server answers ``probe()`` within :data:`QUIET_ANSWER_S` twice in
+        a row (at most :data:`QUIET_WAIT_S`)."""
         began = time.monotonic()
         quick = 0
         while quick < 2 and time.monotonic() - began < QUIET_WAIT_S:
             t0 = time.monotonic()
             try:
-                httpx.get(self.health_url, timeout=QUIET_WAIT_S)
+                self.probe()
                 quick = quick + 1 if time.monotonic() - t0 <= QUIET_ANSWER_S else 0
-            except httpx.HTTPError:
+            except Exception:  # noqa: BLE001 - not quiet yet
                 quick = 0
             time.sleep(0.5)
         return round(time.monotonic() - began, 1)
@@ -305,6 +305,7 @@ class Server:
                 p99_bound_ms=self.args.p99_bound_ms,
                 start=self.args.search_start,
                 max_rate=self.args.search_max,
+                min_rate=self.args.search_min,
             )
             saturation = search.run()
             out["saturation"] = {
@@ -367,6 +368,7 @@ def main() -> None:
     parser.add_argument("--p99-bound-ms", type=float, default=100.0, help="saturation criterion")
     parser.add_argument("--search-start", type=int, default=50, help="first rate of the search")
     parser.add_argument("--search-max", type=int, default=4000, help="the search stops there")
+    parser.add_argument("--search-min", type=int, default=5, help="below: no saturation")
     parser.add_argument("--timeout-s", type=float, default=10.0, help="per request")
     parser.add_argument("--applicants", type=int, default=1_000)
     parser.add_argument(
@@ -376,6 +378,11 @@ def main() -> None:
     parser.add_argument("--skip-mlflow", action="store_true")
     parser.add_argument("--build-vegeta", action="store_true", help="build vegeta (cached), exit")
     args = parser.parse_args()
+    # stdout carries the JSON alone: whatever else writes there (MLflow's run links, children
+    # that inherit it) goes to stderr
+    report = os.fdopen(os.dup(sys.stdout.fileno()), "w")
+    sys.stdout.flush()
+    os.dup2(sys.stderr.fileno(), sys.stdout.fileno())
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     for chatty in ("feast", "httpx"):  # a line per registry refresh, per readiness poll
         logging.getLogger(chatty).setLevel(logging.WARNING)
@@ -383,7 +390,7 @@ def main() -> None:
     from safra.settings import get_settings
 
     if args.build_vegeta:
-        print(ensure_vegeta(get_settings()))
+        print(ensure_vegeta(get_settings()), file=report)
         return
     rates = [int(r) for r in args.rates.split(",") if r]
     suffix = uuid.uuid4().hex[:8]
@@ -407,13 +414,14 @@ def main() -> None:
     vegeta = ensure_vegeta(settings)
     pinning = machine_pinning()
     workers = args.api_workers or (1 if pinning.server else settings.serving_workers)
+    usable = sorted(os.sched_getaffinity(0))
     if pinning.generator:  # this process (setup, parsing results) stays off the server's core
         os.sched_setaffinity(0, {int(pinning.generator)})
     result: dict[str, Any] = {
         "command": " ".join([Path(sys.executable).name, *sys.argv]),
         "machine": {
             "cpus": os.cpu_count(),
-            "cpus_usable": sorted(os.sched_getaffinity(0)),
+            "cpus_usable": usable,
             "loadavg_before": [round(x, 2) for x in os.getloadavg()],
             "cpu_pressure_before": _cpu_pressure(),
             "pinning": {
@@ -480,9 +488,12 @@ def main() -> None:
 
             state = list(_batches(port))
             targets = targets_lines(f"{base}/v1/credit-score", requests, headers)
-            api = Server(
-                "api", f"{base}/livez", vegeta, targets, workdir, pinning, args, per_api_run
-            )
+            score_url = f"{base}/v1/credit-score"
+
+            def api_probe() -> None:
+                httpx.post(score_url, json=requests[0], headers=headers, timeout=QUIET_WAIT_S)
+
+            api = Server("api", api_probe, vegeta, targets, workdir, pinning, args, per_api_run)
             result["api"] = api.run_all(rates)
 
         # mlflow models serve of the same version, sent precomputed model inputs
@@ -511,8 +522,13 @@ def main() -> None:
                     _wait_http(f"{base}/ping", 300, mlflow_log, proc), 1
                 )
                 targets = targets_lines(f"{base}/invocations", bodies, {})
+                invocations = f"{base}/invocations"
+
+                def mlflow_probe() -> None:
+                    httpx.post(invocations, json=bodies[0], timeout=QUIET_WAIT_S)
+
                 reference = Server(
-                    "mlflow_serve", f"{base}/ping", vegeta, targets, workdir, pinning, args
+                    "mlflow_serve", mlflow_probe, vegeta, targets, workdir, pinning, args
                 )
                 result["mlflow_serve"] = reference.run_all(rates)
             api_sat = result["api"].get("saturation", {}).get("rps")
@@ -549,7 +565,7 @@ def main() -> None:
             AdminClient(client_config(settings)).delete_topics([settings.topic_scored_requests])
         shutil.rmtree(workdir, True)
     result["goals"] = _goals(result)
-    print(json.dumps(result, indent=2, default=str))
+    print(json.dumps(result, indent=2, default=str), file=report, flush=True)
 
 
 if __name__ == "__main__":
