@@ -10,7 +10,7 @@ AIRFLOW_STAMP := $(AIRFLOW_VENV)/.installed
 DEMO_SCALE ?= full
 
 .PHONY: demo test install airflow env prereqs stack-up stack-down stack-status smoke test-unit \
-        test-integration lint lint-sql lock lock-airflow bench clean-data
+        test-integration lint lint-sql lock lock-airflow bench bench-stack clean-data
 
 ## demo: install everything, bring the local stack (and Airflow) up, run the smoke flow, then the
 ## whole loop (`safra demo`): history -> lakehouse -> features -> champion -> API -> drift ->
@@ -93,7 +93,16 @@ lock:
 lock-airflow:
 	$(BIN)/uv pip compile requirements-airflow.in -o requirements-airflow.lock --python-version 3.11
 
+## bench: the scoring API benchmark on the running stack (`safra stack up`): vegeta (the load
+## generator) is built first into the download cache (SAFRA_CACHE_DIR, from the Go module proxy;
+## skipped when there), then bench/serving_bench.py prints its JSON; BENCH_ARGS passes options
+## (e.g. BENCH_ARGS="--rates 200 --no-saturation --skip-mlflow")
 bench: install
+	$(BIN)/python bench/serving_bench.py --build-vegeta
+	$(BIN)/python bench/serving_bench.py $(BENCH_ARGS)
+
+## bench-stack: stack start-up times and memory (a fresh clone on offset ports)
+bench-stack: install
 	$(BIN)/python bench/stack_bench.py
 
 ## clean-data: stop the stack and delete its data (not the download cache)
