@@ -32,6 +32,7 @@ import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -491,3 +492,33 @@ def compile_with_parity(
         f" ({result.error})" if result.error else "",
     )  # fmt: skip
     return None, result
+
+
+# --- serving -----------------------------------------------------------------------------------
+
+
+def onnx_file(model_dir: Path) -> Path | None:
+    """The ONNX graph logged in the MLflow model directory ``model_dir`` (an ``extra_files``
+    entry of its scikit-learn flavour named :data:`ONNX_FILE`), None when it has none."""
+    from mlflow.models import Model
+
+    flavor = Model.load(str(model_dir)).flavors.get("sklearn") or {}
+    for entry in flavor.get("extra_files") or []:
+        path = model_dir / str(entry.get("path", ""))
+        if path.name == ONNX_FILE and path.is_file():
+            return path
+    return None
+
+
+def serving_path(tags: Mapping[str, str], model_dir: Path) -> tuple[Path | None, str]:
+    """(the graph to serve or None, why): the graph when the version's ``compiled`` tag says it
+    passed parity and its directory holds it; else None and the reason the reference serves."""
+    tag = tags.get(COMPILED_TAG)
+    path = onnx_file(model_dir)
+    if tag == COMPILED_ONNX and path is not None:
+        return path, "grafo ONNX com paridade verificada no treino"
+    if tag is None:
+        return None, "versão sem modelo compilado (treinada antes da compilação)"
+    if tag == COMPILED_ONNX:
+        return None, "a tag compiled=onnx não tem grafo no diretório do modelo"
+    return None, tag
