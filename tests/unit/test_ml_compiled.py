@@ -198,7 +198,7 @@ def test_the_serving_path_follows_the_tag_and_the_file(tmp_path: Path, linear) -
     graph.write_bytes(compiled.to_onnx(linear))
     with_graph, without = tmp_path / "with", tmp_path / "without"
     skops = {"serialization_format": mlflow.sklearn.SERIALIZATION_FORMAT_SKOPS,
-             "skops_trusted_types": SKOPS_TRUSTED_TYPES}  # fmt: skip
+             "skops_trusted_types": SKOPS_TRUSTED_TYPES, "pip_requirements": []}  # fmt: skip
     mlflow.sklearn.save_model(linear, str(with_graph), extra_files=[str(graph)], **skops)
     mlflow.sklearn.save_model(linear, str(without), **skops)
     path, why = compiled.serving_path({compiled.COMPILED_TAG: "onnx"}, with_graph)
