@@ -146,6 +146,68 @@ def _convert_imputer(scope: Any, operator: Any, container: Any) -> None:
     node("Concat", [imputed, flags], out=operator.outputs[0].full_name, axis=1)
 
 
+def _register_polynomial() -> None:
+    """Replace skl2onnx's PolynomialFeatures converter (two nodes per output column: 240 for
+    the crop x region crosses, most of the graph's run time) by :func:`_convert_polynomial`."""
+    from skl2onnx import update_registered_converter
+    from skl2onnx.shape_calculators.polynomial_features import (
+        calculate_sklearn_polynomial_features,
+    )
+    from sklearn.preprocessing import PolynomialFeatures
+
+    update_registered_converter(
+        PolynomialFeatures,
+        "SklearnPolynomialFeatures",
+        calculate_sklearn_polynomial_features,
+        _convert_polynomial,
+        overwrite=True,
+    )
+
+
+def _convert_polynomial(scope: Any, operator: Any, container: Any) -> None:
+    """Degree <= 2: every output column is the product of two columns of ``[X, 1]`` (a column
+    and 1 for the linear terms, 1 and 1 for the bias, a column twice for a square): two Gathers
+    and one Mul, in ``powers_``' order."""
+    from onnx import TensorProto
+
+    op = operator.raw_operator
+    powers = np.asarray(op.powers_)
+    if powers.size and powers.sum(axis=1).max() > 2:
+        raise CompileError("PolynomialFeatures of degree > 2 has no converter here")
+    (inp,) = operator.inputs
+    double = inp.type.__class__.__name__ == "DoubleTensorType"
+    proto = TensorProto.DOUBLE if double else TensorProto.FLOAT
+    n_in = powers.shape[1]
+    left, right = [], []
+    for row in powers:
+        factors = [c for c, p in enumerate(row) for _ in range(int(p))] + [n_in, n_in]
+        left.append(factors[0])
+        right.append(factors[1])
+
+    def name(base: str) -> str:
+        return str(scope.get_unique_variable_name(base))
+
+    def node(op_type: str, inputs: list[str], out: str | None = None, **attrs: Any) -> str:
+        out = out or name(f"poly_{op_type.lower()}")
+        container.add_node(
+            op_type, inputs, [out], name=scope.get_unique_operator_name(op_type), **attrs
+        )
+        return out
+
+    def const(values: Any, kind: int) -> str:
+        arr = np.asarray(values)
+        out = name("poly_const")
+        container.add_initializer(out, kind, list(arr.shape), arr.ravel().tolist())
+        return out
+
+    first = node("Gather", [inp.full_name, const([0], TensorProto.INT64)], axis=1)
+    ones = node("Add", [node("Mul", [first, const(0.0, proto)]), const(1.0, proto)])
+    extended = node("Concat", [inp.full_name, ones], axis=1)
+    a = node("Gather", [extended, const(left, TensorProto.INT64)], axis=1)
+    b = node("Gather", [extended, const(right, TensorProto.INT64)], axis=1)
+    node("Mul", [a, b], out=operator.outputs[0].full_name)
+
+
 _AS241 = {
     "a": (3.3871328727963666080e0, 1.3314166789178437745e2, 1.9715909503065514427e3,
           1.3731693765509461125e4, 4.5921953931549871457e4, 6.7265770927008700853e4,
@@ -317,6 +379,7 @@ def to_onnx(pipeline: Any) -> bytes:
 
     _register_quantile_normal()
     _register_imputer()
+    _register_polynomial()
     inputs: list[tuple[str, Any]] = [(c, DoubleTensorType([None, 1])) for c in NUMERIC]
     inputs += [(c, StringTensorType([None, 1])) for c in CATEGORICAL]
     try:
