@@ -2,7 +2,10 @@
 
 A :class:`ModelWatcher` polls the alias every ``champion_poll_s`` seconds in a daemon thread.
 When it points to a version other than the one served, that version is loaded (by version
-number, so an alias moving meanwhile cannot change what was resolved), warmed with a
+number, so an alias moving meanwhile cannot change what was resolved; its compiled ONNX graph
+when the version passed parity at training — run by onnxruntime, nothing unpickled or
+deserialized by scikit-learn — else its skops pipeline, the reference path, with a warning
+saying why: :func:`load_serving_model`), warmed with a
 prediction through the whole scoring path (features, occlusion batch) and checked (finite
 probabilities in [0, 1]); only then is the :class:`ServingModel` reference replaced — one
 assignment, atomic in Python. A request takes the reference once and uses that object to the
