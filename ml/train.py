@@ -26,7 +26,9 @@ F1 at the business threshold is logged beside it and is what promotion compares.
 
 :func:`fit_candidates` is pure (no MLflow): the benchmark and the tests use it directly.
 :func:`train_and_register` adds the MLflow run (params, metrics, per-segment metrics, plots,
-model with signature and input example, lineage tags, a reference sample for the drift monitor
+model with signature and input example — and, when it gives the same probabilities
+(:func:`ml.compiled.compile_with_parity`), its ONNX graph in the same model directory — lineage
+tags, a reference sample for the drift monitor
 and the API's reasons: :func:`ml.registry.log_reference_sample`), registers the winner, signs the
 registered version's artifacts (:func:`ml.registry.sign_version`: only signed versions are ever
 loaded) and points the ``challenger`` alias at it. The pipeline is saved with skops, not pickled.
@@ -43,6 +45,7 @@ from __future__ import annotations
 
 import logging
 import subprocess
+import tempfile
 import time
 import warnings
 from collections.abc import Callable, Mapping
@@ -73,7 +76,7 @@ from sklearn.preprocessing import (
 )
 from threadpoolctl import threadpool_limits
 
-from ml import evaluate, signing
+from ml import compiled, evaluate, signing
 from ml.alias_history import record_challenger
 from ml.feature_store import feature_store
 from ml.features import CATEGORICAL, FEATURE_COLUMNS, FEATURE_SET_VERSION, NUMERIC, model_inputs
@@ -475,6 +478,20 @@ def model_requirements() -> list[str]:
     ]
 
 
+def compiled_figures(parity: compiled.Parity) -> dict[str, dict[str, Any]]:
+    """The compiled model's parity as run metrics and version tags: ``compiled`` (``onnx`` or
+    ``reference-only: <why>``), the largest absolute difference of probabilities, the rows
+    compared and the decisions that differ."""
+    figures = {
+        "compiled_max_abs_diff": parity.max_abs_diff,
+        "compiled_parity_rows": float(parity.rows),
+        "compiled_decision_mismatches": float(parity.decision_mismatches),
+    }
+    tags = {compiled.COMPILED_TAG: parity.tag}
+    tags.update({k: f"{v:.3g}" for k, v in figures.items()})
+    return {"metrics": figures, "tags": tags}
+
+
 def _log_figures(y: np.ndarray, prob: np.ndarray, deny_above: float) -> None:
     figures: dict[str, Callable[[], Any]] = {
         "plots/roc.png": lambda: evaluate.roc_figure(y, prob),
@@ -629,16 +646,29 @@ def train_and_register(
         log_reference_sample(_reference_sample(selection, random_state, label_col))
 
         example = selection.valid_inputs.head(5)
-        info = mlflow.sklearn.log_model(
-            best.pipeline,
-            name="model",
-            serialization_format=mlflow.sklearn.SERIALIZATION_FORMAT_SKOPS,
-            skops_trusted_types=SKOPS_TRUSTED_TYPES,
-            signature=model_signature(example, best.pipeline),
-            input_example=example,
-            pyfunc_predict_fn="predict_proba",
-            pip_requirements=model_requirements(),
+        onnx_model, parity = compiled.compile_with_parity(
+            best.pipeline, selection.valid_inputs, approve_below, deny_above
         )
+        compiled_tags = compiled_figures(parity)
+        mlflow.set_tags({compiled.COMPILED_TAG: parity.tag})
+        mlflow.log_metrics(_finite(compiled_tags["metrics"]))
+        with tempfile.TemporaryDirectory(prefix="safra-onnx-") as tmp:
+            extra_files = None
+            if onnx_model is not None:
+                onnx_path = Path(tmp) / compiled.ONNX_FILE
+                onnx_path.write_bytes(onnx_model)
+                extra_files = [str(onnx_path)]
+            info = mlflow.sklearn.log_model(
+                best.pipeline,
+                name="model",
+                serialization_format=mlflow.sklearn.SERIALIZATION_FORMAT_SKOPS,
+                skops_trusted_types=SKOPS_TRUSTED_TYPES,
+                signature=model_signature(example, best.pipeline),
+                input_example=example,
+                pyfunc_predict_fn="predict_proba",
+                pip_requirements=model_requirements(),
+                extra_files=extra_files,
+            )
         run_id = run.info.run_id
     logger.info(
         "run %s logged: %s, valid roc_auc %.4f, f1@%.2f %.4f",
@@ -660,6 +690,7 @@ def train_and_register(
                 "valid_roc_auc": f"{best.metrics['roc_auc']:.6f}",
                 "valid_f1_at_threshold": f"{best.metrics['f1_at_threshold']:.6f}",
                 **tags,
+                **compiled_tags["tags"],
             },
         )
         version = str(registered.version)

@@ -2,7 +2,10 @@
 
 A :class:`ModelWatcher` polls the alias every ``champion_poll_s`` seconds in a daemon thread.
 When it points to a version other than the one served, that version is loaded (by version
-number, so an alias moving meanwhile cannot change what was resolved), warmed with a
+number, so an alias moving meanwhile cannot change what was resolved; its compiled ONNX graph
+when the version passed parity at training — run by onnxruntime, nothing unpickled or
+deserialized by scikit-learn — else its skops pipeline, the reference path, with a warning
+saying why: :func:`load_serving_model`), warmed with a
 prediction through the whole scoring path (features, occlusion batch) and checked (finite
 probabilities in [0, 1]); only then is the :class:`ServingModel` reference replaced — one
 assignment, atomic in Python. A request takes the reference once and uses that object to the
@@ -33,7 +36,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ml.features import model_inputs, request_to_application
+from ml import compiled
+from ml.features import FEATURE_COLUMNS, model_inputs, request_to_application
 from ml.registry import CHAMPION, predict_default_probability
 from ml.signing import UntrustedModel
 from serving.reasons import occlusion_batch
@@ -64,7 +68,8 @@ class ServingModel:
     name: str
     version: str
     model: Any
-    """The scikit-learn pipeline (or pyfunc) over :data:`ml.features.FEATURE_COLUMNS`."""
+    """The scikit-learn pipeline (or pyfunc) over :data:`ml.features.FEATURE_COLUMNS` — the
+    reference path; None when the compiled graph serves."""
     reference: Mapping[str, Any] = field(default_factory=dict)
     """The reference applicant of the reasons (:func:`serving.reasons.reference_values`)."""
     run_id: str | None = None
@@ -72,9 +77,25 @@ class ServingModel:
     tags: Mapping[str, str] = field(default_factory=dict)
     champion_since: str | None = None
     loaded_at: str = field(default_factory=lambda: datetime.now(UTC).isoformat())
+    session: Any = None
+    """The onnxruntime session of the version's compiled graph (:mod:`ml.compiled`), when it
+    serves: then no scikit-learn object is loaded at all."""
+    path_reason: str = ""
+    """Why this path serves (``/v1/model-info``)."""
 
-    def predict(self, inputs: pd.DataFrame) -> np.ndarray:
+    @property
+    def path(self) -> str:
+        """``onnx`` (the compiled graph) or ``referencia`` (the scikit-learn pipeline)."""
+        return "onnx" if self.session is not None else "referencia"
+
+    def predict(self, inputs: pd.DataFrame | Mapping[str, Any]) -> np.ndarray:
+        """Probability of default of each row of ``inputs``: model inputs as a frame or as
+        ``column -> values`` (:func:`ml.features.model_input_columns`)."""
+        if self.session is not None:
+            return compiled.predict(self.session, inputs)
         _one_openmp_thread()
+        if not isinstance(inputs, pd.DataFrame):
+            inputs = pd.DataFrame({c: inputs[c] for c in FEATURE_COLUMNS})
         return predict_default_probability(self.model, inputs)
 
 
@@ -352,11 +373,12 @@ def load_from_registry(settings: Any, client: Any, model_name: str, version: str
     with ``settings.model_verify_key`` before it is deserialized
     (:class:`~ml.signing.UntrustedModel` otherwise), with its run's metrics, its version tags
     (``champion_since``, ``promotion.*``) and the reference applicant of the reasons."""
-    from ml.registry import load_version, reference_sample, version_run_id
+    from ml.registry import reference_sample, version_run_id
     from serving.reasons import reference_values
 
     meta = client.get_model_version(model_name, version)
-    model = load_version(settings, model_name, version)
+    tags = dict(meta.tags or {})
+    model, session, why = load_serving_model(settings, model_name, version, tags)
     run_id = version_run_id(client, model_name, version)
     metrics: dict[str, float] = {}
     reference: dict[str, Any] = {}
@@ -371,7 +393,6 @@ def load_from_registry(settings: Any, client: Any, model_name: str, version: str
         logger.warning(
             "%s v%s: no reference sample; answers will carry no reasons", model_name, version
         )
-    tags = dict(meta.tags or {})
     return ServingModel(
         name=model_name,
         version=str(version),
@@ -381,7 +402,30 @@ def load_from_registry(settings: Any, client: Any, model_name: str, version: str
         metrics=metrics,
         tags=tags,
         champion_since=tags.get("champion_since"),
+        session=session,
+        path_reason=why,
     )
+
+
+def load_serving_model(
+    settings: Any, model_name: str, version: str, tags: Mapping[str, str]
+) -> tuple[Any, Any, str]:
+    """(pipeline or None, onnxruntime session or None, why) of a version, from one local copy
+    whose signature was verified (:func:`ml.registry.verified_version`). The compiled graph
+    when the version passed parity at training (:func:`ml.compiled.serving_path`): nothing
+    else of the version is deserialized. Otherwise the skops pipeline (the reference path),
+    logged loudly with the reason."""
+    from ml.registry import load_pipeline, verified_version
+
+    with verified_version(settings, model_name, version) as local:
+        graph, why = compiled.serving_path(tags, local)
+        if graph is not None:
+            return None, compiled.session(str(graph)), why
+        logger.warning(
+            "%s v%s served by the scikit-learn reference, not compiled: %s",
+            model_name, version, why,
+        )  # fmt: skip
+        return load_pipeline(local, model_name, version), None, why
 
 
 def registry_watcher(settings: Any, **kwargs: Any) -> ModelWatcher:

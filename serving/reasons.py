@@ -139,6 +139,30 @@ def occlusion_frame(
     return frame, used
 
 
+def occlusion_columns(
+    columns: Mapping[str, np.ndarray],
+    rows: Sequence[Mapping[str, Any]],
+    reference: Mapping[str, Any],
+    drivers: Sequence[Driver] = DRIVERS,
+) -> tuple[dict[str, np.ndarray], list[list[Driver]]]:
+    """:func:`occlusion_frame` on model-input columns (``column -> array`` of
+    :func:`ml.features.model_input_columns`; ``rows``: the same inputs row by row) without
+    pandas: the compiled model's hot path. Same blocks, same order, same values."""
+    used = [[d for d in drivers if _usable(d, row, reference)] for row in rows]
+    positions = np.array([i for i, u in enumerate(used) for _ in range(1 + len(u))], dtype=int)
+    batch = {c: np.asarray(values)[positions] for c, values in columns.items()}
+    occluded: dict[str, list[int]] = {}
+    start = 0
+    for u in used:
+        for offset, driver in enumerate(u, start=start + 1):
+            for column in driver.inputs:
+                occluded.setdefault(column, []).append(offset)
+        start += 1 + len(u)
+    for column, at in occluded.items():
+        batch[column][at] = reference[column]
+    return batch, used
+
+
 def _plain(value: Any) -> Any:
     if isinstance(value, (float, np.floating)):
         return None if math.isnan(value) else round(float(value), 4)

@@ -12,9 +12,12 @@ Requests are scored in batches (one is a batch of one; the API coalesces those w
    (:class:`~serving.online_features.OnlineHistory`; unavailable → 503, never a score from
    missing features). Unknown applicant: no history, scored on what the request gives, flagged;
 5. features through the one code path: :func:`ml.features.request_to_application` (short
-   request, profile as defaults) and :func:`ml.features.model_inputs` with the ``hist_*``
-   columns merged in, one frame for the batch;
-6. ONE prediction: every row and its occluded copies (:mod:`serving.reasons`);
+   request, profile as defaults), then the ``hist_*`` columns merged in and the model inputs of
+   the batch: with the compiled model (:mod:`ml.compiled`), numpy arrays straight from the
+   dicts (:func:`ml.features.model_input_columns`, no pandas); with the scikit-learn
+   reference, one frame (:func:`ml.features.model_inputs`) — the same values;
+6. ONE prediction: every row and its occluded copies (:mod:`serving.reasons`), one
+   onnxruntime call (or one ``predict_proba``);
 7. the decision from the configured thresholds (:func:`ml.evaluate.decide`);
 8. the answers, and the ``scored_request`` records queued to Kafka without waiting.
 
@@ -39,7 +42,14 @@ import numpy as np
 import pandas as pd
 
 from ml.evaluate import decide
-from ml.features import APPLICATION_FIELDS, KNOWN_FLAG, NUMERIC, model_inputs
+from ml.features import (
+    APPLICATION_FIELDS,
+    FEATURE_COLUMNS,
+    KNOWN_FLAG,
+    NUMERIC,
+    model_input_columns,
+    model_inputs,
+)
 from serving.contract import (
     RequestError,
     ShortRequest,
@@ -52,7 +62,7 @@ from serving.contract import (
 )
 from serving.model_watcher import ModelWatcher, ServingModel
 from serving.online_features import FeaturesUnavailable, OnlineHistory, StoreFreshness
-from serving.reasons import Driver, main_reasons, occlusion_frame
+from serving.reasons import Driver, main_reasons, occlusion_columns, occlusion_frame
 
 logger = logging.getLogger(__name__)
 
@@ -209,10 +219,17 @@ class Scorer:
             application.update(history)
             applications.append(application)
             stamps.append(feature_ts)
-        inputs = model_inputs(pd.DataFrame(applications))
-        rows = inputs.to_dict("records")
-        frame, used = occlusion_frame(inputs, serving.reference, rows=rows)
-        probabilities = np.asarray(serving.predict(frame), dtype=float)
+        if serving.session is not None:  # compiled: arrays straight from the dicts, no pandas
+            columns = model_input_columns(applications)
+            plain = {c: v.tolist() for c, v in columns.items()}
+            rows = [{c: plain[c][i] for c in FEATURE_COLUMNS} for i in range(len(applications))]
+            batch_inputs, used = occlusion_columns(columns, rows, serving.reference)
+            probabilities = serving.predict(batch_inputs)
+        else:  # the scikit-learn reference, on a frame
+            inputs = model_inputs(pd.DataFrame(applications))
+            rows = inputs.to_dict("records")
+            frame, used = occlusion_frame(inputs, serving.reference, rows=rows)
+            probabilities = np.asarray(serving.predict(frame), dtype=float)
         outcomes: list[Outcome] = []
         start = 0
         for i, row in enumerate(rows):

@@ -403,6 +403,8 @@ def model_info(serving: ServingModel, service: CreditScoring) -> dict[str, Any]:
         "campeao_desde": serving.champion_since,
         "promocao": promotion,
         "carregado_em": serving.loaded_at,
+        "caminho": serving.path,
+        "caminho_motivo": serving.path_reason,
         "limiares": {
             "approve_below": service.settings.approve_below,
             "deny_above": service.settings.deny_above,

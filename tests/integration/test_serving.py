@@ -32,6 +32,7 @@ import pytest
 from confluent_kafka import Consumer
 from confluent_kafka.admin import AdminClient
 from sklearn.ensemble import HistGradientBoostingClassifier
+from sklearn.linear_model import LogisticRegression
 from starlette.testclient import TestClient
 
 import ml.promote as promote
@@ -111,25 +112,30 @@ def _labelled(seed: int) -> pd.DataFrame:
 
 @pytest.fixture(scope="module")
 def versions(serving_settings: Settings) -> dict[str, str]:
-    """v1 (champion, promoted), v2 (challenger, a different fit), v3 (a corrupt artifact)."""
+    """v1 (champion, promoted: gradient boosting, served by the scikit-learn reference: it has
+    no faithful ONNX), v2 (challenger: a logistic regression, served compiled), v3 (v2's files
+    with a corrupt model and graph, tagged compiled)."""
     s = serving_settings
     rest, holdout = out_of_time_split(_labelled(21), valid_fraction=0.25)
     train, valid = out_of_time_split(rest, valid_fraction=0.2)
 
-    def train_version(max_iter: int) -> str:
+    def train_version(name: str, classifier: Any) -> str:
         result = train_and_register(
             train, valid, settings=s, model_name=s.model_name, experiment_name=EXPERIMENT,
-            candidates={"hist_gradient_boosting": HistGradientBoostingClassifier(
-                max_iter=max_iter, learning_rate=0.1, random_state=3)},
+            candidates={name: classifier},
         )  # fmt: skip
         assert result.version is not None
         return result.version
 
-    v1 = train_version(80)
+    hgb = HistGradientBoostingClassifier(max_iter=80, learning_rate=0.1, random_state=3)
+    v1 = train_version("hist_gradient_boosting", hgb)
     decision = promote_if_better(s, s.model_name, holdout, guardrails=Guardrails(segment_floor=0.0))
     assert decision.champion_version_after == v1, decision.reason
-    v2 = train_version(20)
-    return {"v1": v1, "v2": v2, "v3": _register_corrupt_version(s, v1)}
+    v2 = train_version("logistic_regression", LogisticRegression(C=0.03, max_iter=2_000))
+    meta = tracking_client(s).get_model_version(s.model_name, v2)
+    assert meta.tags["compiled"] == "onnx", meta.tags
+    assert float(meta.tags["compiled_max_abs_diff"]) <= 1e-5
+    return {"v1": v1, "v2": v2, "v3": _register_corrupt_version(s, v2)}
 
 
 def _register_corrupt_version(s: Settings, good: str) -> str:
@@ -140,6 +146,7 @@ def _register_corrupt_version(s: Settings, good: str) -> str:
         local = Path(mlflow.artifacts.download_artifacts(uri, dst_path=tmp))
         serialized = list(local.rglob("model.skops")) + list(local.rglob("*.pkl"))
         assert serialized, f"no model file in {sorted(p.name for p in local.rglob('*'))}"
+        serialized += list(local.rglob("*.onnx"))  # the compiled graph too, when there is one
         for path in serialized:
             path.write_bytes(b"this is not a model")
         client = tracking_client(s)
@@ -147,7 +154,9 @@ def _register_corrupt_version(s: Settings, good: str) -> str:
         with mlflow.start_run(experiment_id=experiment.experiment_id, run_name="corrupt") as run:
             mlflow.log_artifacts(str(local), "model")
         uri = f"runs:/{run.info.run_id}/model"
-        version = str(mlflow.register_model(uri, s.model_name).version)
+        tags = client.get_model_version(s.model_name, good).tags or {}
+        compiled = {"compiled": tags["compiled"]} if "compiled" in tags else {}
+        version = str(mlflow.register_model(uri, s.model_name, tags=compiled).version)
         sign_version(s, client, s.model_name, version)
         return version
 
@@ -404,6 +413,8 @@ def test_model_info(api: TestClient, versions: dict[str, str], serving_settings:
     assert info["campeao_desde"] is not None
     assert info["promocao"]["action"] == "first-champion"
     assert info["limiares"] == {"approve_below": 0.10, "deny_above": 0.30}
+    assert info["caminho"] == "referencia"  # gradient boosting: no faithful ONNX
+    assert info["caminho_motivo"].startswith("reference-only: ")
 
 
 def test_metrics_count_decisions(api: TestClient) -> None:

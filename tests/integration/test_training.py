@@ -18,9 +18,16 @@ from typer.testing import CliRunner
 
 from commands import cli
 from ml.alias_history import promotion_log
+from ml.compiled import onnx_file
 from ml.feature_store import feature_store, registry_path, run_features
 from ml.promote import run_promote
-from ml.registry import CHALLENGER, CHAMPION, tracking_client, version_by_alias
+from ml.registry import (
+    CHALLENGER,
+    CHAMPION,
+    tracking_client,
+    verified_version,
+    version_by_alias,
+)
 from ml.train import run_train
 from pipelines.dbt_runner import run_dbt
 from pipelines.publish import publish
@@ -147,6 +154,19 @@ def test_train_promote_rollback(
     assert first.auc_fraction_of_best == pytest.approx(first.metrics["roc_auc"] / expected)
     run = client.get_run(first.run_id)
     assert run.data.metrics["valid_best_achievable_auc"] == pytest.approx(expected)
+    # the winner's ONNX graph: parity on the whole holdout + 200 edge rows, tagged on the run and
+    # the version, and inside the signed model directory when it passed
+    tags = client.get_model_version(name, "1").tags
+    assert run.data.tags["compiled"] == tags["compiled"]
+    assert run.data.metrics["compiled_parity_rows"] == first.valid_rows + 200
+    if first.winner == "random_forest":
+        assert tags["compiled"] == "onnx"
+        assert run.data.metrics["compiled_max_abs_diff"] <= 1e-5
+        assert run.data.metrics["compiled_decision_mismatches"] == 0
+        with verified_version(settings, name, "1") as local:
+            assert onnx_file(local) is not None
+    else:  # gradient boosting: onnxruntime's tree ensemble has no double output
+        assert tags["compiled"].startswith("reference-only: ")
     for table, layer in (("silver_applications", "silver"), ("silver_outcomes", "silver"),
                          ("proponente_features", "gold")):  # fmt: skip
         assert run.data.tags[f"iceberg.snapshot.{table}"] == lake.snapshot(layer, table)
