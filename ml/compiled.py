@@ -253,13 +253,28 @@ def ndtri(p: np.ndarray) -> np.ndarray:
     return np.where(np.abs(q) <= 0.425, central, tail)
 
 
+QUANTILE_BLOCK = 32
+"""Quantiles per block of the graph's two-level count (a coarse count over each block's first
+quantile, then a fine count inside the one block it points to): 2 x 32 comparisons per value
+instead of ``n_quantiles`` for a flat count or ~10 dependent steps for a binary search."""
+
+
 def _convert_quantile(scope: Any, operator: Any, container: Any) -> None:
-    """scikit-learn's ``QuantileTransformer.transform`` (double inputs): per column,
-    ``0.5 * (interp(x, q, r) - interp(-x, -q[::-1], -r[::-1]))`` with numpy's ``interp``
-    arithmetic (a binary search over the padded quantiles, then ``slope * (x - q[j]) + r[j]``),
-    ``x == q[-1]`` → 1 then ``x == q[0]`` → 0 (the lower bound wins on a constant column), NaN
-    kept; for the normal output, the clip to ``[1e-7 - eps, 1 - (1e-7 - eps)]`` (``ppf`` is
-    monotone, so clipping before it equals scikit-learn's clipping after it) and AS241.
+    """scikit-learn's ``QuantileTransformer.transform`` (double inputs), all columns at once:
+    per column ``0.5 * (interp(x, q, r) - interp(-x, -q[::-1], -r[::-1]))`` with numpy's
+    ``interp`` arithmetic, then scikit-learn's bounds: ``x == q[-1]`` → 1 then ``x == q[0]`` → 0
+    for the uniform output, ``x + 1e-7 > q[-1]`` → 1 then ``x - 1e-7 < q[0]`` → 0 for the normal
+    one (the lower bound wins on a constant column), NaN kept; for the normal output, the clip to
+    ``[1e-7 - eps, 1 - (1e-7 - eps)]`` (``ppf`` is monotone, so clipping before it equals
+    scikit-learn's clipping after it) and AS241.
+
+    The forward and the backward interpolations are one: ``[x, -x]`` (``[N, 2k]``) against a
+    table of ``2k`` columns (``q`` and ``-q[::-1]``). ``interp`` needs ``count`` = how many of
+    a column's quantiles are ``<= v`` (numpy's binary search finds ``j = count - 1``); the
+    quantiles are sorted, so it is a coarse count over each block's first quantile then a fine
+    count inside one block (:data:`QUANTILE_BLOCK`; padding is NaN, never ``<=``): a few
+    broadcast nodes over ``[N, 2k, 32]`` instead of a binary search of ~10 dependent steps per
+    interpolation — onnxruntime's cost here is per node, not per comparison.
     Written node by node: skl2onnx's own converter (uniform only) takes exponential time to
     build on more than a few quantiles."""
     from onnx import TensorProto
@@ -270,12 +285,11 @@ def _convert_quantile(scope: Any, operator: Any, container: Any) -> None:
         raise CompileError(f"QuantileTransformer({op.output_distribution!r}) has no converter")
     if operator.inputs[0].type.__class__.__name__ != "DoubleTensorType":
         raise CompileError("the QuantileTransformer is compiled for double inputs only")
-    proto = TensorProto.DOUBLE
+    proto, i64 = TensorProto.DOUBLE, TensorProto.INT64
 
     def const(value: Any, kind: int = proto) -> str:
-        dtypes: dict[int, Any] = {TensorProto.BOOL: np.bool_, TensorProto.INT64: np.int64}
-        dtype = dtypes.get(kind, np.float64)
-        arr = np.asarray(value, dtype=dtype)
+        dtypes: dict[int, Any] = {TensorProto.BOOL: np.bool_, i64: np.int64}
+        arr = np.asarray(value, dtype=dtypes.get(kind, np.float64))
         name = scope.get_unique_variable_name("qt_const")
         container.add_initializer(name, kind, list(arr.shape), arr.ravel().tolist())
         return str(name)
@@ -291,56 +305,55 @@ def _convert_quantile(scope: Any, operator: Any, container: Any) -> None:
     quantiles = np.asarray(op.quantiles_, dtype=np.float64)  # [n_quantiles, n_features]
     references = np.asarray(op.references_, dtype=np.float64)
     n_q, n_f = quantiles.shape
-    size = 1 << max(n_q - 1, 1).bit_length()  # a power of two >= n_q
-    offsets = const(np.arange(n_f, dtype=np.int64) * size, TensorProto.INT64)
+    if n_q < 2:
+        raise CompileError("a QuantileTransformer of fewer than 2 quantiles is not compiled")
+    # columns 0..k-1: forward (q, r); k..2k-1: backward (-q[::-1], -r[::-1])
+    table = np.concatenate([quantiles.T, -quantiles[::-1].T], axis=0)  # [2k, n_q]
+    refs = np.concatenate([np.tile(references, (n_f, 1)), np.tile(-references[::-1], (n_f, 1))])
+    cols = 2 * n_f
+    block = QUANTILE_BLOCK
+    blocks = -(-n_q // block)
+    padded = np.full((cols, blocks * block), np.nan)
+    padded[:, :n_q] = table
+    axis2 = const([2], i64)
 
-    def interp(v: str, q: np.ndarray, r: np.ndarray) -> str:
-        padded = np.full((n_f, size), np.inf)
-        padded[:, :n_q] = q.T
-        q_flat, r_flat = const(padded.ravel()), const(r)
-        q_next = np.full((n_f, size), np.inf)
-        q_next[:, : n_q - 1] = q.T[:, 1:]
-        q_next_flat = const(q_next.ravel())
-        shape = node("Shape", v)
-        count = node("Mul", node("Cast", v, to=TensorProto.INT64), const(0, TensorProto.INT64))
-        step = size // 2
-        while step >= 1:  # count = how many quantiles are <= v (0..n_q)
-            candidate = node("Add", count, const(step, TensorProto.INT64))
-            at = node("Add", node("Sub", candidate, const(1, TensorProto.INT64)), offsets)
-            ok = node("LessOrEqual", node("Gather", q_flat, at), v)
-            count = node("Where", ok, candidate, count)
-            step //= 2
-        if size > 1:  # the last slot (count == size is reachable only when n_q == size)
-            at = node(
-                "Add",
-                node("Sub", const(size, TensorProto.INT64), const(1, TensorProto.INT64)),
-                offsets,
-            )
-            full = node("And", node("Equal", count, const(size - 1, TensorProto.INT64)),
-                        node("LessOrEqual", node("Gather", q_flat, at), v))  # fmt: skip
-            count = node("Where", full, const(size, TensorProto.INT64), count)
-        j = node("Sub", count, const(1, TensorProto.INT64))
-        j = node("Max", node("Min", j, const(n_q - 2, TensorProto.INT64)),
-                 const(0, TensorProto.INT64))  # fmt: skip
-        q_lo = node("Gather", q_flat, node("Add", j, offsets))
-        q_hi = node("Gather", q_next_flat, node("Add", j, offsets))
-        r_lo = node("Gather", r_flat, j)
-        r_hi = node("Gather", r_flat, node("Add", j, const(1, TensorProto.INT64)))
-        slope = node("Div", node("Sub", r_hi, r_lo), node("Sub", q_hi, q_lo))
-        inner = node("Add", node("Mul", slope, node("Sub", v, q_lo)), r_lo)
-        exact = node("Equal", v, q_lo)
-        inner = node("Where", exact, r_lo, inner)
-        left = node("Equal", count, const(0, TensorProto.INT64))
-        right = node("Equal", count, const(n_q, TensorProto.INT64))
-        out = node("Where", right, const(r[-1]), node("Where", left, const(r[0]), inner))
-        del shape
-        return out
+    def count_le(tab: str, values: str) -> str:
+        """How many entries of ``tab`` (``[..., m]``) are <= ``values`` (``[N, 2k, 1]``)."""
+        le = node("Cast", node("LessOrEqual", tab, values), to=i64)
+        return node("ReduceSum", le, axis2, keepdims=0)
 
-    forward = interp(x, quantiles, references)
-    backward = interp(node("Neg", x), -quantiles[::-1], -references[::-1])
+    v = node("Concat", x, node("Neg", x), axis=1)  # [N, 2k]
+    v3 = node("Unsqueeze", v, axis2)  # [N, 2k, 1]
+    coarse = count_le(const(padded[:, ::block].reshape(1, cols, blocks)), v3)  # [N, 2k]
+    b = node("Max", node("Sub", coarse, const(1, i64)), const(0, i64))
+    rows = node("Add", b, const(np.arange(cols) * blocks, i64))
+    fine = count_le(node("Gather", const(padded.reshape(cols * blocks, block)), rows, axis=0), v3)
+    count = node("Add", node("Mul", b, const(block, i64)), fine)
+    j = node("Max", node("Min", node("Sub", count, const(1, i64)), const(n_q - 2, i64)),
+             const(0, i64))  # fmt: skip
+    lo = node("Add", j, const(np.arange(cols) * n_q, i64))
+    hi = node("Add", lo, const(1, i64))
+    q_flat, r_flat = const(table.ravel()), const(refs.ravel())
+    q_lo, q_hi = node("Gather", q_flat, lo), node("Gather", q_flat, hi)
+    r_lo, r_hi = node("Gather", r_flat, lo), node("Gather", r_flat, hi)
+    slope = node("Div", node("Sub", r_hi, r_lo), node("Sub", q_hi, q_lo))
+    inner = node("Add", node("Mul", slope, node("Sub", v, q_lo)), r_lo)
+    inner = node("Where", node("Equal", v, q_lo), r_lo, inner)
+    left = node("Equal", count, const(0, i64))
+    right = node("Equal", count, const(n_q, i64))
+    both = node("Where", right, const(refs[:, -1].reshape(1, cols)),
+                node("Where", left, const(refs[:, 0].reshape(1, cols)), inner))  # fmt: skip
+    forward = node("Slice", both, const([0], i64), const([n_f], i64), const([1], i64))
+    backward = node("Slice", both, const([n_f], i64), const([cols], i64), const([1], i64))
     p = node("Mul", node("Sub", forward, backward), const(0.5))
-    p = node("Where", node("Equal", x, const(quantiles[-1])), const(1.0), p)
-    p = node("Where", node("Equal", x, const(quantiles[0])), const(0.0), p)
+    lowest, highest = const(quantiles[0]), const(quantiles[-1])
+    if op.output_distribution == "uniform":
+        upper, lower = node("Equal", x, highest), node("Equal", x, lowest)
+    else:  # scikit-learn's bounds for the normal output: within BOUNDS_THRESHOLD of q[0], q[-1]
+        upper = node("Greater", node("Add", x, const(BOUNDS_THRESHOLD)), highest)
+        lower = node("Less", node("Sub", x, const(BOUNDS_THRESHOLD)), lowest)
+    p = node("Where", upper, const(1.0), p)
+    p = node("Where", lower, const(0.0), p)
     p = node("Where", node("IsNaN", x), x, p)
     if op.output_distribution == "uniform":
         node("Identity", p, out=operator.outputs[0].full_name)
@@ -348,27 +361,39 @@ def _convert_quantile(scope: Any, operator: Any, container: Any) -> None:
     low, high = BOUNDS_THRESHOLD - np.spacing(1), 1.0 - (BOUNDS_THRESHOLD - np.spacing(1))
     p = node("Where", node("Less", p, const(low)), const(low), p)  # NaN stays NaN
     p = node("Where", node("Greater", p, const(high)), const(high), p)
+    _ndtri_nodes(p, operator.outputs[0].full_name, const, node)
 
-    def poly(name: str, v: str) -> str:
-        coefficients = _AS241[name]
-        acc = const(coefficients[-1])
-        for c in reversed(coefficients[:-1]):
-            acc = node("Add", node("Mul", acc, v), const(c))
-        return acc
 
+def _ndtri_nodes(p: str, out: str, const: Any, node: Any) -> None:
+    """AS241 of ``p`` into ``out``, one region per element: the region (central, near tail, far
+    tail) picks the polynomials' argument and their coefficients (a Gather of a ``[3, 8]``
+    table), the polynomials are sums of the argument's powers: ~25 nodes whatever the shape,
+    instead of a Horner chain of ~100 per region."""
+    from onnx import TensorProto
+
+    i64 = TensorProto.INT64
+    numerators = np.array([_AS241["a"], _AS241["c"], _AS241["e"]])
+    denominators = np.array([_AS241["b"], _AS241["d"], _AS241["f"]])
     q = node("Sub", p, const(0.5))
     r1 = node("Sub", const(0.180625), node("Mul", q, q))
-    central = node("Mul", q, node("Div", poly("a", r1), poly("b", r1)))
     below = node("Less", q, const(0.0))
     smaller = node("Where", below, p, node("Sub", const(1.0), p))
     r = node("Sqrt", node("Neg", node("Log", smaller)))
-    r_near, r_far = node("Sub", r, const(1.6)), node("Sub", r, const(5.0))
-    near = node("Div", poly("c", r_near), poly("d", r_near))
-    far = node("Div", poly("e", r_far), poly("f", r_far))
-    tail = node("Where", node("LessOrEqual", r, const(5.0)), near, far)
-    tail = node("Where", below, node("Neg", tail), tail)
-    is_central = node("LessOrEqual", node("Abs", q), const(0.425))
-    node("Where", is_central, central, tail, out=operator.outputs[0].full_name)
+    central = node("LessOrEqual", node("Abs", q), const(0.425))
+    near = node("LessOrEqual", r, const(5.0))
+    region = node("Where", central, const(0, i64), node("Where", near, const(1, i64),
+                                                          const(2, i64)))  # fmt: skip
+    shift = node("Gather", const([0.0, 1.6, 5.0]), region)
+    arg = node("Where", central, r1, node("Sub", r, shift))
+    powers = node("Pow", node("Unsqueeze", arg, const([-1], i64)), const(np.arange(8.0)))
+    axis = const([-1], i64)
+    num = node("ReduceSum", node("Mul", powers, node("Gather", const(numerators), region)),
+               axis, keepdims=0)  # fmt: skip
+    den = node("ReduceSum", node("Mul", powers, node("Gather", const(denominators), region)),
+               axis, keepdims=0)  # fmt: skip
+    ratio = node("Div", num, den)
+    tail = node("Where", below, node("Neg", ratio), ratio)
+    node("Where", central, node("Mul", q, ratio), tail, out=out)
 
 
 def to_onnx(pipeline: Any) -> bytes:

@@ -72,6 +72,37 @@ def test_the_normal_quantile_function_matches_scipy() -> None:
     assert np.max(np.abs(compiled.ndtri(p) - norm.ppf(p))) < 1e-13
 
 
+@pytest.mark.parametrize("n_quantiles", [2, 31, 32, 33, 100])
+@pytest.mark.parametrize("distribution", ["normal", "uniform"])
+def test_the_quantile_graph_equals_scikit_learn_on_ties_constants_and_gaps(
+    n_quantiles: int, distribution: str
+) -> None:
+    """The vectorized QuantileTransformer (two-level count over blocks of quantiles): columns with
+    ties, a constant column, a gap column; values equal to quantiles, between, outside, NaN."""
+    from skl2onnx import to_onnx
+    from skl2onnx.common.data_types import DoubleTensorType
+    from sklearn.preprocessing import QuantileTransformer
+
+    rng = np.random.default_rng(n_quantiles)
+    fit = np.column_stack(
+        [
+            rng.normal(size=500),
+            rng.choice([0.0, 1.0, 1.0, 5.0], size=500),  # ties
+            np.full(500, 7.0),  # constant
+            np.where(rng.random(500) < 0.3, np.nan, rng.lognormal(size=500)),  # gaps
+        ]
+    )
+    qt = QuantileTransformer(n_quantiles=n_quantiles, output_distribution=distribution).fit(fit)
+    probe = np.concatenate([fit[:100], qt.quantiles_, qt.quantiles_ + 1e-9, qt.quantiles_ - 1e-9])
+    probe = np.concatenate([probe, np.array([[np.nan] * 4, [-1e12] * 4, [1e12] * 4])])
+    compiled._register_quantile_normal()
+    graph = to_onnx(qt, initial_types=[("x", DoubleTensorType([None, 4]))], target_opset=17)
+    (got,) = compiled.session(graph.SerializeToString()).run(None, {"x": probe})
+    expected = qt.transform(probe)
+    np.testing.assert_array_equal(np.isnan(got), np.isnan(expected))
+    assert np.nanmax(np.abs(got - expected)) < 1e-12
+
+
 def test_edge_rows_hold_gaps_unknown_categories_and_extremes(data) -> None:
     _, _, valid = data
     edges = compiled.edge_rows(valid)
