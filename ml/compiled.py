@@ -317,17 +317,20 @@ def _convert_quantile(scope: Any, operator: Any, container: Any) -> None:
     padded[:, :n_q] = table
     axis2 = const([2], i64)
 
-    def count_le(tab: str, values: str) -> str:
-        """How many entries of ``tab`` (``[..., m]``) are <= ``values`` (``[N, 2k, 1]``)."""
-        le = node("Cast", node("LessOrEqual", tab, values), to=i64)
-        return node("ReduceSum", le, axis2, keepdims=0)
+    def count_le(tab: str, values: str, m: int) -> str:
+        """How many entries of ``tab`` (``[..., m]``) are <= ``values`` (``[N, 2k, 1]``): a
+        MatMul by ones (onnxruntime's ReduceSum of int64 is a slow generic loop)."""
+        le = node("Cast", node("LessOrEqual", tab, values), to=proto)
+        summed = node("MatMul", le, const(np.ones((m, 1))))
+        return node("Cast", node("Squeeze", summed, axis2), to=i64)
 
     v = node("Concat", x, node("Neg", x), axis=1)  # [N, 2k]
     v3 = node("Unsqueeze", v, axis2)  # [N, 2k, 1]
-    coarse = count_le(const(padded[:, ::block].reshape(1, cols, blocks)), v3)  # [N, 2k]
+    coarse = count_le(const(padded[:, ::block].reshape(1, cols, blocks)), v3, blocks)
     b = node("Max", node("Sub", coarse, const(1, i64)), const(0, i64))
     rows = node("Add", b, const(np.arange(cols) * blocks, i64))
-    fine = count_le(node("Gather", const(padded.reshape(cols * blocks, block)), rows, axis=0), v3)
+    fine = node("Gather", const(padded.reshape(cols * blocks, block)), rows, axis=0)
+    fine = count_le(fine, v3, block)
     count = node("Add", node("Mul", b, const(block, i64)), fine)
     j = node("Max", node("Min", node("Sub", count, const(1, i64)), const(n_q - 2, i64)),
              const(0, i64))  # fmt: skip
@@ -367,8 +370,8 @@ def _convert_quantile(scope: Any, operator: Any, container: Any) -> None:
 def _ndtri_nodes(p: str, out: str, const: Any, node: Any) -> None:
     """AS241 of ``p`` into ``out``, one region per element: the region (central, near tail, far
     tail) picks the polynomials' argument and their coefficients (a Gather of a ``[3, 8]``
-    table), the polynomials are sums of the argument's powers: ~25 nodes whatever the shape,
-    instead of a Horner chain of ~100 per region."""
+    table), the polynomials are sums of the argument's powers (built by doubling; Pow is slow):
+    ~30 nodes whatever the shape, instead of a Horner chain of ~100 per region."""
     from onnx import TensorProto
 
     i64 = TensorProto.INT64
@@ -385,7 +388,13 @@ def _ndtri_nodes(p: str, out: str, const: Any, node: Any) -> None:
                                                           const(2, i64)))  # fmt: skip
     shift = node("Gather", const([0.0, 1.6, 5.0]), region)
     arg = node("Where", central, r1, node("Sub", r, shift))
-    powers = node("Pow", node("Unsqueeze", arg, const([-1], i64)), const(np.arange(8.0)))
+    # [1, t, ..., t^7] by doubling: [1, t], then x [1, t^2], then x [1, t^4] (Pow is slow)
+    t1 = node("Unsqueeze", arg, const([-1], i64))
+    t2 = node("Mul", t1, t1)
+    t4 = node("Mul", t2, t2)
+    powers = node("Add", node("Mul", t1, const([0.0, 1.0])), const([1.0, 0.0]))
+    powers = node("Concat", powers, node("Mul", powers, t2), axis=-1)
+    powers = node("Concat", powers, node("Mul", powers, t4), axis=-1)
     axis = const([-1], i64)
     num = node("ReduceSum", node("Mul", powers, node("Gather", const(numerators), region)),
                axis, keepdims=0)  # fmt: skip
