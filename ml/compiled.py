@@ -427,7 +427,31 @@ def to_onnx(pipeline: Any) -> bytes:
         raise
     except Exception as exc:  # skl2onnx raises many types for an unsupported step
         raise CompileError(f"{type(exc).__name__}: {exc}") from exc
+    _keep_probabilities_only(model)
     return bytes(model.SerializeToString())
+
+
+def _keep_probabilities_only(model: Any) -> None:
+    """Drop the graph's other outputs (the label) and the nodes only they need: onnxruntime
+    runs every node of the graph whatever the outputs fetched, and the API reads the
+    probabilities only."""
+    graph = model.graph
+    kept_outputs = [o for o in graph.output if o.name == PROBABILITIES]
+    if not kept_outputs:
+        raise CompileError(f"the graph has no {PROBABILITIES!r} output")
+    needed = {PROBABILITIES}
+    kept = []
+    for n in reversed(graph.node):
+        if any(o in needed for o in n.output):
+            kept.append(n)
+            needed.update(i for i in n.input if i)
+    del graph.node[:]
+    graph.node.extend(reversed(kept))
+    del graph.output[:]
+    graph.output.extend(kept_outputs)
+    used = [i for i in graph.initializer if i.name in needed]
+    del graph.initializer[:]
+    graph.initializer.extend(used)
 
 
 # --- running it --------------------------------------------------------------------------------
