@@ -127,6 +127,15 @@ def occlusion_frame(
     used = [[d for d in drivers if _usable(d, row, reference)] for row in rows]
     positions = [i for i, u in enumerate(used) for _ in range(1 + len(u))]
     frame = inputs.iloc[positions].reset_index(drop=True)
+    occluded = _occluded_positions(used)
+    for column, at in occluded.items():  # one assignment per column, not per cell
+        frame.iloc[at, frame.columns.get_loc(column)] = reference[column]
+    return frame, used
+
+
+def _occluded_positions(used: Sequence[Sequence[Driver]]) -> dict[str, list[int]]:
+    """Input column -> the positions, in the batch of rows and their copies, where it is
+    replaced by the reference value (row ``i``'s block: the row, then a copy per driver)."""
     occluded: dict[str, list[int]] = {}
     start = 0
     for u in used:
@@ -134,9 +143,7 @@ def occlusion_frame(
             for column in driver.inputs:
                 occluded.setdefault(column, []).append(offset)
         start += 1 + len(u)
-    for column, at in occluded.items():  # one assignment per column, not per cell
-        frame.iloc[at, frame.columns.get_loc(column)] = reference[column]
-    return frame, used
+    return occluded
 
 
 def occlusion_columns(
@@ -151,13 +158,7 @@ def occlusion_columns(
     used = [[d for d in drivers if _usable(d, row, reference)] for row in rows]
     positions = np.array([i for i, u in enumerate(used) for _ in range(1 + len(u))], dtype=int)
     batch = {c: np.asarray(values)[positions] for c, values in columns.items()}
-    occluded: dict[str, list[int]] = {}
-    start = 0
-    for u in used:
-        for offset, driver in enumerate(u, start=start + 1):
-            for column in driver.inputs:
-                occluded.setdefault(column, []).append(offset)
-        start += 1 + len(u)
+    occluded = _occluded_positions(used)
     for column, at in occluded.items():
         batch[column][at] = reference[column]
     return batch, used
