@@ -31,9 +31,9 @@ average before and after (and at each run) says how busy the rest of the machine
 work on the same cores moves every figure.
 
 Needs the stack up (``safra stack up``: Redis, Kafka, MLflow). Setup (unique model name, Feast
-project and topic, removed at the end): a model (``--model``, the logistic regression by default) trained on simulator data and set
-``@champion``, ``--applicants`` known applicants written to the online store; requests cycle over
-them. Prints one JSON object.
+project and topic, removed at the end): a model (``--model``; by default the logistic regression
+the demo promotes, compiled) trained on simulator data and set ``@champion``, ``--applicants``
+known applicants written to the online store; requests cycle over them. Prints one JSON object.
 """
 
 from __future__ import annotations
