@@ -4,6 +4,7 @@ data folder is open to group or others, and no secret appears on a service's com
 
 from __future__ import annotations
 
+import secrets
 import time
 import uuid
 
@@ -114,7 +115,7 @@ def test_kafka_refuses_a_client_without_safras_credentials(local_stack: Settings
     plaintext = {"bootstrap.servers": local_stack.kafka_bootstrap}
     with pytest.raises(KafkaException, match="(?i)broker transport failure"):
         AdminClient(plaintext).list_topics(timeout=5)
-    wrong = client_config(local_stack, **{"sasl.password": "not-the-password"})
+    wrong = client_config(local_stack, **{"sasl.password": secrets.token_urlsafe(12)})
     errors: list[str] = []
     producer = Producer({**wrong, "error_cb": lambda e: errors.append(e.str())})
     deadline = time.monotonic() + 15
