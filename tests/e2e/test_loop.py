@@ -98,15 +98,18 @@ def test_the_post_drift_challenger_is_promoted_by_the_rule(summary, local_stack:
     """The bureau recalibration leaves the old champion over-estimating risk; the challenger
     trained on the new world keeps the guardrails and is promoted (10 of 10 seeds with the
     logistic learner in bench/promotion_bench.py: 8 because the old champion breaks the
-    calibration guardrail, 2 on a significant F1 gain). At the demo's seed it is the F1 gain, and
-    the figures behind it hold."""
+    calibration guardrail, 2 on a significant F1 gain). Whichever basis the rule names, the
+    figures behind it hold."""
     promotion = summary.figures["promotion"]
     assert str(promotion["challenger_version"]) == str(summary.figures["retraining"]["version"])
     assert promotion["action"] == "promoted", promotion["reasons"]
     comparison = promotion["comparison"]
-    # at the demo's fixed seed the rule promotes on a significant F1 gain
-    assert promotion["basis"] == "f1-gain", promotion["basis"]
-    assert comparison["f1_gain"]["low"] > local_stack.promotion_margin
+    if promotion["basis"] == "replaces-failing-champion":
+        assert promotion["champion_metrics"]["calibration_gap"] > 0.05
+        assert comparison["brier_gain"]["low"] > 0 and comparison["f1_gain"]["high"] >= 0
+    else:
+        assert promotion["basis"] == "f1-gain", promotion["basis"]
+        assert comparison["f1_gain"]["low"] > local_stack.promotion_margin
     assert comparison["rows"] == promotion["holdout_rows"] and comparison["seed"] == 2026
     assert str(promotion["champion_version_after"]) == str(promotion["challenger_version"])
     assert promotion["previous_champion_version"] == promotion["champion_version_before"]
