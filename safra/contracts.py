@@ -147,6 +147,19 @@ def encode(record: Mapping[str, Any], subject: str, version: int | None = None) 
     return buffer.getvalue()
 
 
+def encode_unchecked(record: Mapping[str, Any], subject: str, version: int) -> bytes:
+    """:func:`encode` without the value check, ten times faster: fastavro's strict writer still
+    refuses a missing or extra field, but coerces some mistyped values (``"1.5"`` for a double).
+    For records whose types the code itself fixes, once :func:`encode` accepted one (the scoring
+    API's log, a record per request)."""
+    buffer = io.BytesIO()
+    try:
+        fastavro.schemaless_writer(buffer, load_schema(subject, version), record, strict=True)
+    except (ValueError, TypeError, KeyError, OverflowError, AttributeError) as exc:
+        raise ContractError(subject, version, f"cannot encode record: {exc!r}") from exc
+    return buffer.getvalue()
+
+
 def decode(payload: bytes, writer_version: int, subject: str) -> dict[str, Any]:
     """Read ``payload`` written with ``subject`` v``writer_version`` into the latest reader schema.
 

@@ -167,6 +167,12 @@ class Settings(BaseSettings):
     serving_retry_after_s: int = Field(
         default=1, ge=1, description="Retry-After of the API's 503s (seconds)"
     )
+    serving_access_log: bool = Field(
+        default=False,
+        description="BentoML's access log, a line per request: off by default, as every scored "
+        "request is already on Kafka (scored requests) and counted in /metrics; on, it costs "
+        "about a third of a worker's throughput (bench/serving_bench.py)",
+    )
     serving_unknown_window: int = Field(
         default=50,
         ge=1,

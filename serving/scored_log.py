@@ -59,6 +59,7 @@ class ScoredRequestLog:
         self.bootstrap = settings.kafka_bootstrap
         self.version = contracts.LATEST[SUBJECT]
         self.headers = contracts.schema_headers(SUBJECT, self.version)
+        self._checked = False  # the first record gets the full value check (contracts.encode)
         self.sent = 0
         self.delivered = 0
         self.failed = 0
@@ -128,9 +129,14 @@ class ScoredRequestLog:
         """Encode ``record`` (a ``scored_request``) and queue it; returns at once.
 
         :class:`~safra.contracts.ContractError` when the record breaks the contract (a bug:
-        the caller builds it); a full local queue is logged and counted as a failed delivery.
+        the caller builds it; values are checked on the first record, fields on every one); a
+        full local queue is logged and counted as a failed delivery.
         """
-        payload = contracts.encode(record, SUBJECT, self.version)
+        if self._checked:  # the record's types are fixed by scoring.scored_record
+            payload = contracts.encode_unchecked(record, SUBJECT, self.version)
+        else:
+            payload = contracts.encode(record, SUBJECT, self.version)
+            self._checked = True
         try:
             self._producer.produce(
                 self.topic,

@@ -5,8 +5,10 @@ from __future__ import annotations
 import json
 import time
 
+import pytest
 from confluent_kafka import KafkaError
 
+from safra.contracts import ContractError
 from safra.settings import Settings
 from serving.scored_log import ScoredRequestLog
 
@@ -52,3 +54,24 @@ def test_undelivered_records_are_counted_at_close() -> None:
     assert log.sent == 1
     log.close(timeout_s=1)
     assert log.delivered == 0 and log.failed == 1
+
+
+def test_the_first_record_is_checked_in_full_every_record_for_its_fields() -> None:
+    log = _log()
+    record = {
+        "id_requisicao": "r-1", "proponente_id": "p", "requested_at": 1_700_000_000_000,
+        "model_name": "m", "model_version": "1", "probabilidade_inadimplencia": 0.2,
+        "score": 800, "decisao": "APPROVE", "features": {"serasa_score": 700.0},
+        "latency_ms": 3.0, "proponente_conhecido": True,
+    }  # fmt: skip
+    try:
+        with pytest.raises(ContractError, match=r"probabilidade_inadimplencia"):
+            log.send({**record, "probabilidade_inadimplencia": "0.2"})  # a value check
+        log.send(record)
+        with pytest.raises(ContractError, match=r"more fields than the schema"):
+            log.send({**record, "cpf_cnpj": "123"})  # fields, on every record
+        with pytest.raises(ContractError, match=r"'TALVEZ' is not in list"):
+            log.send({**record, "decisao": "TALVEZ"})  # an unknown symbol
+        assert log.sent == 1
+    finally:
+        log.close(timeout_s=1)
