@@ -10,8 +10,9 @@ The load generator is vegeta (``safra.load_generator``: built once from the Go m
 send time (no coordinated omission), pinned with ``taskset`` to one core and the server under
 test to another when the machine has two or more (the Redis/Kafka/MLflow of the stack are not
 pinned). Per rate: p50/p99/max, success (HTTP 200 share), status codes, achieved rate and
-throughput, vegeta's own service time and the generator's send lag (a growing lag means the
-generator was the limit, not the server).
+throughput, vegeta's own service time, the generator's send lag (a growing lag means the
+generator was the limit, not the server) and the server's CPU per answered request (its process
+tree: supervisor and workers; ``bench/serving_floor_bench.py`` gives the framework's own).
 
 Side by side, on the same machine, the same model version and the same generator:
 
@@ -69,6 +70,7 @@ from safra.load_generator import (
     nearest_rank,
     summarize,
     targets_lines,
+    tree_cpu_s,
 )
 
 logger = logging.getLogger("serving_bench")
@@ -242,8 +244,9 @@ class Server:
         pinning: Pinning,
         args: argparse.Namespace,
         per_run: Callable[[list[Hit]], dict[str, Any]] | None = None,
+        pid: int | None = None,
     ) -> None:
-        self.name, self.probe = name, probe
+        self.name, self.probe, self.pid = name, probe, pid
         self.vegeta, self.targets = vegeta, targets
         self.workdir, self.pinning, self.args = workdir / name, pinning, args
         self.per_run = per_run
@@ -266,6 +269,7 @@ class Server:
     def measure(self, rate: int, seconds: float | None = None) -> dict[str, Any]:
         waited = self.wait_quiet()
         loadavg = os.getloadavg()[0]
+        cpu_before = tree_cpu_s(self.pid) if self.pid else None
         hits = attack(
             self.vegeta,
             self.targets,
@@ -276,6 +280,11 @@ class Server:
             timeout_s=self.args.timeout_s,
         )
         run = summarize(hits, rate)
+        answered = sum(1 for h in hits if h.code != 0)
+        if cpu_before is not None and answered:  # the server's own CPU, whatever its core
+            run["server_cpu_ms_per_request"] = round(
+                (tree_cpu_s(self.pid) - cpu_before) * 1000.0 / answered, 3
+            )
         run["loadavg_1m_at_start"] = round(loadavg, 2)
         run["waited_for_quiet_s"] = waited
         if self.per_run is not None:
@@ -495,7 +504,9 @@ def main() -> None:
             def api_probe() -> None:
                 httpx.post(score_url, json=requests[0], headers=headers, timeout=QUIET_WAIT_S)
 
-            api = Server("api", api_probe, vegeta, targets, workdir, pinning, args, per_api_run)
+            api = Server(
+                "api", api_probe, vegeta, targets, workdir, pinning, args, per_api_run, proc.pid
+            )
             result["api"] = api.run_all(rates)
 
         # mlflow models serve of the same version, sent precomputed model inputs
@@ -530,8 +541,9 @@ def main() -> None:
                     httpx.post(invocations, json=bodies[0], timeout=QUIET_WAIT_S)
 
                 reference = Server(
-                    "mlflow_serve", mlflow_probe, vegeta, targets, workdir, pinning, args
-                )
+                    "mlflow_serve", mlflow_probe, vegeta, targets, workdir, pinning, args,
+                    pid=proc.pid,
+                )  # fmt: skip
                 result["mlflow_serve"] = reference.run_all(rates)
             api_sat = result["api"].get("saturation", {}).get("rps")
             mlflow_sat = result["mlflow_serve"].get("saturation", {}).get("rps")

@@ -281,6 +281,26 @@ def summarize(hits: Sequence[Hit], rate: float, ok_status: int = 200) -> dict[st
     return out
 
 
+def tree_cpu_s(pid: int) -> float:
+    """User + system CPU seconds of process ``pid`` and its live descendants (a server under
+    test: its supervisor and workers); 0.0 when it is gone."""
+    import psutil
+
+    try:
+        root = psutil.Process(pid)
+        processes = [root, *root.children(recursive=True)]
+    except psutil.NoSuchProcess:
+        return 0.0
+    total = 0.0
+    for process in processes:
+        try:
+            times = process.cpu_times()
+        except psutil.NoSuchProcess:
+            continue
+        total += times.user + times.system
+    return total
+
+
 # --- the saturation search --------------------------------------------------------------------
 
 

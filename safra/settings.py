@@ -171,7 +171,7 @@ class Settings(BaseSettings):
         default=False,
         description="BentoML's access log, a line per request: off by default, as every scored "
         "request is already on Kafka (scored requests) and counted in /metrics; on, it costs "
-        "about a third of a worker's throughput (bench/serving_bench.py)",
+        "about 0.1-0.2 ms of a worker's CPU per request (bench/serving_floor_bench.py)",
     )
     serving_unknown_window: int = Field(
         default=50,

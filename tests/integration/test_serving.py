@@ -613,7 +613,8 @@ _CONTRACT_LOG: dict[str, Path] = {}
 def contract_server(
     versions: dict[str, str], online: datetime, serving_settings: Settings, tmp_path_factory: Any
 ) -> Iterator[str]:
-    """``bentoml serve`` with one worker and at most 2 scoring requests in flight. A port taken
+    """``bentoml serve`` with one worker, at most 2 scoring requests in flight and its access log
+    on (off by default; :func:`_served_ms` reads it). A port taken
     between :func:`free_port` and the bind (the ports are in the ephemeral range, which a load
     test on the same machine churns through) means another port, up to 3 times."""
     settings = serving_settings
@@ -622,7 +623,8 @@ def contract_server(
         port = free_port(settings.bind_host)
         env = {**os.environ, **_env(), **api_environment(settings),
                "SAFRA_SERVING_PORT": str(port), "SAFRA_SERVING_WORKERS": "1",
-               "SAFRA_SERVING_MAX_CONCURRENCY": "2"}  # fmt: skip
+               "SAFRA_SERVING_MAX_CONCURRENCY": "2",
+               "SAFRA_SERVING_ACCESS_LOG": "true"}  # fmt: skip
         with process_group(bentoml_command(settings, port), log, env, stop_timeout_s=20) as proc:
             url = f"http://{settings.bind_host}:{port}"
             deadline = time.monotonic() + SERVER_START_S

@@ -20,6 +20,7 @@ from safra.load_generator import (
     parse_timestamp_ns,
     summarize,
     targets_lines,
+    tree_cpu_s,
     vegeta_path,
 )
 from safra.settings import Settings
@@ -188,3 +189,24 @@ def test_targets_carry_the_key_and_the_json_body() -> None:
 def test_vegeta_is_cached_per_version_under_the_download_cache(tmp_path: Path) -> None:
     settings = Settings(cache_dir=tmp_path, _env_file=None)  # type: ignore[call-arg]
     assert vegeta_path(settings) == tmp_path / "vegeta" / "v12.13.0" / "vegeta"
+
+
+def test_tree_cpu_counts_the_children_and_a_gone_process_counts_nothing() -> None:
+    """A server's CPU is its supervisor's plus its workers': a child that burns ~0.3 s of CPU
+    shows up in its parent's tree; a process that has exited counts 0."""
+    import subprocess
+    import sys
+
+    burn = "import time\nend = time.process_time() + 0.3\nwhile time.process_time() < end: pass"
+    parent = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            f"import subprocess, sys; subprocess.run([sys.executable, '-c', {burn!r}])",
+        ]
+    )
+    samples = []
+    while parent.poll() is None:
+        samples.append(tree_cpu_s(parent.pid))
+    assert max(samples) >= 0.25
+    assert tree_cpu_s(parent.pid) == 0.0
