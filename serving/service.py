@@ -27,6 +27,7 @@ on the event loop, then scored together with those waiting (:mod:`serving.batchi
 from __future__ import annotations
 
 import asyncio
+import gc
 import hmac
 import json
 import logging
@@ -74,6 +75,17 @@ STARTUP_LOAD_WAIT_S = 30.0
 """Longest a starting worker waits for its first load of the champion before taking requests."""
 MAX_BATCH = 64
 """Most requests scored together (one frame of up to ~1,000 rows with the occluded copies)."""
+
+
+def settle_heap() -> None:
+    """Collect, then freeze what is alive (the imports, the champion) out of the collector's
+    reach. A worker holds ~360k long-lived objects (bentoml, feast, mlflow, pandas, sklearn):
+    a full collection over them stalls every request in flight for ~0.2 s (measured in one
+    process with those imports: 190-250 ms). Frozen, a full collection walks only what came after
+    (``gc.freeze``)."""
+    gc.collect()
+    gc.freeze()
+
 
 v1 = FastAPI(
     title="Safra credit scoring",
@@ -261,9 +273,14 @@ class CreditScoring:
         self._api_key = settings.require_api_key().encode()
         self.settings = settings
         metrics = _metrics()
+
+        def swapped(_model: object) -> None:
+            metrics["swaps"].inc()
+            settle_heap()
+
         self.watcher = registry_watcher(
             settings,
-            on_swap=lambda _model: metrics["swaps"].inc(),
+            on_swap=swapped,
             on_failure=lambda _version, exc: metrics[
                 "untrusted" if isinstance(exc, UntrustedModel) else "failed_loads"
             ].inc(),
@@ -304,6 +321,7 @@ class CreditScoring:
                 "the champion is still loading after %.0fs: taking requests (503 until it is in)",
                 STARTUP_LOAD_WAIT_S,
             )
+        settle_heap()
 
     @bentoml.on_shutdown
     def _stop(self) -> None:
