@@ -164,6 +164,13 @@ class Settings(BaseSettings):
         description="scoring requests in flight per API worker; past it a 503 with Retry-After "
         "at once instead of a growing queue",
     )
+    serving_max_queue_ms: float = Field(
+        default=25.0,
+        gt=0,
+        description="a worker refuses new scoring requests (503 + Retry-After) once requests "
+        "have waited longer than this for its event loop for 100 ms on end "
+        "(serving.queue_delay): the queue in front of the concurrency limit",
+    )
     serving_retry_after_s: int = Field(
         default=1, ge=1, description="Retry-After of the API's 503s (seconds)"
     )

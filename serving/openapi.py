@@ -99,7 +99,8 @@ RETRY_AFTER = {
 UNAUTHORIZED = _error(f"missing or wrong `{API_KEY_HEADER}` header", "missing or wrong X-API-Key")
 UNAVAILABLE = _error(
     "cannot answer now: no champion loaded, the online feature store (Redis) or Kafka "
-    "unavailable, or this worker at its concurrency limit; retry after `Retry-After` seconds",
+    "unavailable, or this worker at its concurrency limit or with requests queueing; retry "
+    "after `Retry-After` seconds",
     "cannot score now: the online feature store (Redis) is unavailable",
     **RETRY_AFTER,
 )

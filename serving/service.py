@@ -13,11 +13,12 @@ Run it with ``safra serve`` (or ``bentoml serve serving.service:CreditScoring``)
 
 Answers: 200; 401 missing or wrong API key; 413 body over ``SAFRA_SERVING_MAX_BODY_BYTES``; 422
 invalid body, naming each field and reason; 503 + ``Retry-After`` with no champion loaded, the
-online store (Redis) or Kafka unavailable, or the worker at ``SAFRA_SERVING_MAX_CONCURRENCY``
-requests in flight (a fast refusal, not a growing queue); 500 for one request whose scoring
-failed (a bug), never its batch. Every error body is :class:`serving.contract.ErrorBody`
-(``{"mensagem", "erros"}``): it says which dependency, never a host, port, path or exception
-text — those go to the log.
+online store (Redis) or Kafka unavailable, the worker at ``SAFRA_SERVING_MAX_CONCURRENCY``
+requests in flight, or requests queueing for its event loop longer than
+``SAFRA_SERVING_MAX_QUEUE_MS`` (:mod:`serving.queue_delay`): fast refusals, not a growing
+queue; 500 for one request whose scoring failed (a bug), never its batch. Every error body
+is :class:`serving.contract.ErrorBody` (``{"mensagem", "erros"}``): it says which dependency,
+never a host, port, path or exception text — those go to the log.
 
 Each worker process builds its own service instance: its own :class:`ModelWatcher` (so every
 worker follows the alias), Feast store, Kafka producer and scoring thread: requests are validated
@@ -52,6 +53,7 @@ from serving.contract import RequestError
 from serving.model_watcher import ServingModel, registry_watcher
 from serving.online_features import FeaturesUnavailable, OnlineHistory, StoreFreshness
 from serving.openapi import API_KEY_HEADER
+from serving.queue_delay import QueueDelay
 from serving.scored_log import ScoredRequestLog
 from serving.scoring import (
     UNKNOWN_APPLICANT_ROUTED_NOTE,
@@ -73,6 +75,9 @@ ONLINE_READ_TIMEOUT_S = 1.0
 REQUEST_TIMEOUT_S = 10
 STARTUP_LOAD_WAIT_S = 30.0
 """Longest a starting worker waits for its first load of the champion before taking requests."""
+QUEUE_WINDOW_S = 0.1
+"""How long requests must have queued past ``SAFRA_SERVING_MAX_QUEUE_MS`` before a worker sheds
+(CoDel's interval)."""
 MAX_BATCH = 64
 """Most requests scored together (one frame of up to ~1,000 rows with the occluded copies)."""
 
@@ -270,6 +275,7 @@ class CreditScoring:
         settings = get_settings()
         self._in_flight = 0
         self._unavailable_logged: dict[str, float] = {}
+        self.queue_delay = QueueDelay(settings.serving_max_queue_ms / 1000.0, QUEUE_WINDOW_S)
         self._api_key = settings.require_api_key().encode()
         self.settings = settings
         metrics = _metrics()
@@ -325,6 +331,7 @@ class CreditScoring:
 
     @bentoml.on_shutdown
     def _stop(self) -> None:
+        self.queue_delay.stop()
         self.watcher.stop()
         self.batcher.close()
         self.history.close()
@@ -350,9 +357,12 @@ class CreditScoring:
         """Score one application (short request or whole application); see the module doc."""
         if not self._authorized(request):
             return _error(401, f"missing or wrong {API_KEY_HEADER} header")
+        self.queue_delay.ensure_running()
         if self._in_flight >= self.settings.serving_max_concurrency:
             # a fast refusal the client can retry, instead of a queue whose wait grows with load
             return _error(503, "cannot score now: this worker is at its concurrency limit")
+        if self.queue_delay.overloaded():  # the queue in front of the handler (serving.queue_delay)
+            return _error(503, "cannot score now: requests are queueing at this worker")
         self._in_flight += 1  # the event loop is one thread: no lock needed
         try:
             return await self._credit_score(request)

@@ -624,6 +624,8 @@ def contract_server(
         env = {**os.environ, **_env(), **api_environment(settings),
                "SAFRA_SERVING_PORT": str(port), "SAFRA_SERVING_WORKERS": "1",
                "SAFRA_SERVING_MAX_CONCURRENCY": "2",
+               # only the concurrency limit sheds here: the 503 test asserts its message
+               "SAFRA_SERVING_MAX_QUEUE_MS": "60000",
                "SAFRA_SERVING_ACCESS_LOG": "true"}  # fmt: skip
         with process_group(bentoml_command(settings, port), log, env, stop_timeout_s=20) as proc:
             url = f"http://{settings.bind_host}:{port}"
