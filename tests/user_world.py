@@ -8,10 +8,13 @@ every lakehouse table. A service that is not running is recorded as such (CI has
 
 from __future__ import annotations
 
+import contextlib
 import json
+import socket
 import sys
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from safra.kafka_clients import client_config
 from safra.settings import Settings, get_settings
@@ -60,10 +63,28 @@ def _tables(s: Settings) -> dict[str, Any]:
     }
 
 
+def _listening(address: str) -> bool:
+    """Something accepts connections at ``host:port`` (or a URL's): a service that is not
+    running is known at once, not after its client's retries (minutes in CI, which has no user
+    stack)."""
+    parts = urlsplit(address if "://" in address else f"//{address}")
+    with contextlib.suppress(OSError, ValueError):
+        with socket.create_connection((parts.hostname or "", parts.port or 0), timeout=2.0):
+            return True
+    return False
+
+
 def snapshot(s: Settings) -> dict[str, Any]:
     """The user's world, one entry per service: its state, or why it could not be read."""
     out: dict[str, Any] = {}
-    for name, read in (("registry", _registry), ("topics", _topics), ("tables", _tables)):
+    for name, read, address in (
+        ("registry", _registry, s.mlflow_tracking_uri),
+        ("topics", _topics, s.kafka_bootstrap.split(",")[0]),
+        ("tables", _tables, s.trino_url),
+    ):
+        if not _listening(address):
+            out[name] = "not reachable: nothing listens"
+            continue
         try:
             out[name] = read(s)
         except Exception as exc:  # a service that is down is a state, not an error
