@@ -68,9 +68,9 @@ def _listening(address: str) -> bool:
     running is known at once, not after its client's retries (minutes in CI, which has no user
     stack)."""
     parts = urlsplit(address if "://" in address else f"//{address}")
-    with contextlib.suppress(OSError, ValueError):
-        with socket.create_connection((parts.hostname or "", parts.port or 0), timeout=2.0):
-            return True
+    where = (parts.hostname or "", parts.port or 0)
+    with contextlib.suppress(OSError), socket.create_connection(where, timeout=2.0):
+        return True
     return False
 
 
