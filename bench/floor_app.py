@@ -6,7 +6,9 @@ framework's own cost. The variant comes from the environment, read at import:
 - ``FLOOR_ROUTE=method``: the route is a method of the BentoML service class (BentoML hands it
   its instance through a FastAPI dependency); ``function``: a function of the module, as
   ``serving.service`` does;
-- ``FLOOR_ACCESS_LOG=1``: BentoML's access log on (a line per request).
+- ``FLOOR_ACCESS_LOG=1``: BentoML's access log on (a line per request);
+- ``FLOOR_TRACED=0``: no URL traced (BentoML records an OpenTelemetry span per request
+  otherwise, sampled or not), as ``serving.service`` does by default.
 
 ``bentoml serve bench.floor_app:Floor`` serves it with BentoML; ``uvicorn bench.floor_app:v1``
 serves the same FastAPI app alone (paths without the ``/v1`` prefix).
@@ -23,6 +25,7 @@ from fastapi.responses import JSONResponse
 ANSWER = {"decisao": "APPROVE", "probabilidade_inadimplencia": 0.05, "score": 900}
 ROUTE = os.environ.get("FLOOR_ROUTE", "function")
 ACCESS_LOG = os.environ.get("FLOOR_ACCESS_LOG", "0") == "1"
+TRACED = os.environ.get("FLOOR_TRACED", "1") == "1"
 
 v1 = FastAPI()
 
@@ -39,7 +42,12 @@ if ROUTE == "function":
         return await _answer(request)
 
 
-@bentoml.service(name="floor", workers=1, logging={"access": {"enabled": ACCESS_LOG}})
+@bentoml.service(
+    name="floor",
+    workers=1,
+    logging={"access": {"enabled": ACCESS_LOG}},
+    tracing={"excluded_urls": [] if TRACED else [".*"]},
+)
 @bentoml.asgi_app(v1, path="/v1")
 class Floor:
     if ROUTE == "method":

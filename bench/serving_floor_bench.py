@@ -1,4 +1,4 @@
-"""The HTTP framework's own cost: an endpoint that does nothing, served four ways.
+"""The HTTP framework's own cost: an endpoint that does nothing, served five ways.
 
     .venv/bin/python bench/serving_floor_bench.py                   # rates 300,600; 10 s each
     .venv/bin/python bench/serving_floor_bench.py --rates 300 --seconds 20
@@ -9,8 +9,9 @@ body (the scoring API's request). Served, one worker each, on the server's core:
 - ``bentoml_method_access_log``: BentoML, the route a method of the service class, the access
   log on — how ``serving.service`` served before;
 - ``bentoml_method``: the same without the access log;
-- ``bentoml_function``: the route a function of the module, no access log — how
-  ``serving.service`` serves now;
+- ``bentoml_function``: the route a function of the module, no access log;
+- ``bentoml_function_untraced``: the same, no URL traced (BentoML records an OpenTelemetry span
+  per request otherwise) — how ``serving.service`` serves now;
 - ``uvicorn_fastapi``: the same FastAPI app under uvicorn alone (no BentoML).
 
 vegeta (``safra.load_generator``) at each fixed ``--rates`` for ``--seconds``, the generator
@@ -55,6 +56,7 @@ VARIANTS: dict[str, tuple[str, dict[str, str]]] = {
     "bentoml_method_access_log": ("bentoml", {"FLOOR_ROUTE": "method", "FLOOR_ACCESS_LOG": "1"}),
     "bentoml_method": ("bentoml", {"FLOOR_ROUTE": "method"}),
     "bentoml_function": ("bentoml", {"FLOOR_ROUTE": "function"}),
+    "bentoml_function_untraced": ("bentoml", {"FLOOR_ROUTE": "function", "FLOOR_TRACED": "0"}),
     "uvicorn_fastapi": ("uvicorn", {"FLOOR_ROUTE": "function"}),
 }
 START_TIMEOUT_S = 90.0

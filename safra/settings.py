@@ -180,6 +180,12 @@ class Settings(BaseSettings):
         "request is already on Kafka (scored requests) and counted in /metrics; on, it costs "
         "about 0.1-0.2 ms of a worker's CPU per request (bench/serving_floor_bench.py)",
     )
+    serving_tracing: bool = Field(
+        default=False,
+        description="BentoML's OpenTelemetry span per request: off by default, as Safra "
+        "configures no trace exporter and BentoML records every span even unsampled; on, for a "
+        "deployment that sets BentoML's tracing exporter (bench/serving_bench.py shows its cost)",
+    )
     serving_unknown_window: int = Field(
         default=50,
         ge=1,

@@ -266,6 +266,9 @@ def _default_history_reader(settings: Any) -> Any:
     # a line per request through the process supervisor costs a third of a worker's throughput;
     # each scored request is on Kafka and in /metrics already (SAFRA_SERVING_ACCESS_LOG)
     logging={"access": {"enabled": get_settings().serving_access_log}},
+    # BentoML records a span per request even when none is sampled or exported: no URL traced
+    # unless SAFRA_SERVING_TRACING (a deployment with a trace exporter) asks for it
+    tracing={"excluded_urls": [] if get_settings().serving_tracing else [".*"]},
 )
 @bentoml.asgi_app(v1, path="/v1")
 class CreditScoring:
