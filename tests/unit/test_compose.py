@@ -10,6 +10,7 @@ from __future__ import annotations
 import copy
 import os
 import re
+import secrets
 import stat
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -485,13 +486,15 @@ def test_depends_on_check_catches_plain_lists_and_lost_waits(compose: dict) -> N
 
 
 def test_secret_check_catches_literals(compose: dict) -> None:
+    literal = secrets.token_urlsafe(8)  # a literal the check must catch, made up per run
+
     def edit(d: dict) -> None:
-        d["services"]["postgres"]["environment"]["POSTGRES_PASSWORD"] = "hunter2"
+        d["services"]["postgres"]["environment"]["POSTGRES_PASSWORD"] = literal
         d["services"]["minio"]["environment"]["MINIO_ROOT_PASSWORD"] = "${MINIO_ROOT_PASSWORD:-x}"
-        d["services"]["redis"]["environment"] = ["REDIS_PASSWORD=hunter2"]
-        d["x-safra-env"]["AWS_SECRET_ACCESS_KEY"] = "minio123"
+        d["services"]["redis"]["environment"] = [f"REDIS_PASSWORD={literal}"]
+        d["x-safra-env"]["AWS_SECRET_ACCESS_KEY"] = literal
         d["services"]["mlflow"]["environment"]["MLFLOW_BACKEND_STORE_URI"] = (
-            "postgresql://safra:hunter2@postgres:5432/mlflow"
+            f"postgresql://safra:{literal}@postgres:5432/mlflow"
         )
 
     problems = secret_problems(broken(compose, edit))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import secrets
 from datetime import timedelta
 
 import pytest
@@ -107,10 +108,11 @@ def test_the_service_carries_every_column_the_history_inputs_read(contents) -> N
 
 
 def test_feast_environment_comes_from_settings(tmp_path) -> None:
+    ml_password, redis_password = secrets.token_urlsafe(12), secrets.token_hex(8)  # per run
     s = Settings(
         data_dir=tmp_path, feast_project="p1", trino_host="trino.example", trino_https_port=9443,
-        trino_ml_password=SecretStr("ml-secret"),
-        redis_url="redis://:not-a-real-pw@redis.example:6380/2", schema_prefix="pre_",
+        trino_ml_password=SecretStr(ml_password),
+        redis_url=f"redis://:{redis_password}@redis.example:6380/2", schema_prefix="pre_",
     )  # fmt: skip
     env = feast_environment(s)
     assert env["SAFRA_FEAST_PROJECT"] == "p1"
@@ -118,18 +120,19 @@ def test_feast_environment_comes_from_settings(tmp_path) -> None:
     assert env["SAFRA_FEAST_TRINO_HOST"] == "trino.example"
     assert env["SAFRA_FEAST_TRINO_PORT"] == "9443"
     assert env["SAFRA_FEAST_TRINO_USER"] == "safra-ml"  # reads only
-    assert env["SAFRA_FEAST_TRINO_PASSWORD"] == "ml-secret"
+    assert env["SAFRA_FEAST_TRINO_PASSWORD"] == ml_password
     assert env["SAFRA_FEAST_TRINO_VERIFY"] == str(tmp_path.resolve() / "trino" / "tls" / "cert.pem")
     assert env["SAFRA_FEAST_TRINO_CATALOG"] == "iceberg"
-    assert env["SAFRA_FEAST_REDIS"] == "redis.example:6380,password=not-a-real-pw,db=2"
+    assert env["SAFRA_FEAST_REDIS"] == f"redis.example:6380,password={redis_password},db=2"
     assert env["SAFRA_SCHEMA_PREFIX"] == "pre_"
 
 
 def test_redis_connection_string() -> None:
     assert redis_connection_string("redis://127.0.0.1:6379/0") == "127.0.0.1:6379,db=0"
+    word = secrets.token_hex(4)  # per run; "%40" must come back as "@"
     assert (
-        redis_connection_string("rediss://u:p%40ss@h:1/3")
-        == "h:1,password=p@ss,username=u,db=3,ssl=true"
+        redis_connection_string(f"rediss://u:{word}%40x@h:1/3")
+        == f"h:1,password={word}@x,username=u,db=3,ssl=true"
     )
     with pytest.raises(ValueError, match="SAFRA_REDIS_URL"):
         redis_connection_string("http://h:1")

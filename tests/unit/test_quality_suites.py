@@ -4,6 +4,7 @@ report, on hand-made GX results (no Trino)."""
 
 from __future__ import annotations
 
+import secrets
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -191,12 +192,13 @@ def test_layer_schemas_and_url() -> None:
     assert layer_schema("bronze", "it_", "raw") == "raw"
     assert layer_schema("silver", "it_") == "it_silver"
     assert layer_schema("gold") == "gold"
+    word = secrets.token_hex(4)  # per run; "@" and "/" must be escaped in the URL
     settings = Settings(
         trino_host="trino.example", trino_https_port=9443, trino_user="svc",
-        trino_password=SecretStr("p@ss/word"), trino_ca_cert="/etc/ca.pem",
+        trino_password=SecretStr(f"{word}@x/y"), trino_ca_cert="/etc/ca.pem",
     )  # fmt: skip
     assert trino_sqlalchemy_url(settings, "gold") == (
-        "trino://svc:p%40ss%2Fword@trino.example:9443/iceberg/gold"
+        f"trino://svc:{word}%40x%2Fy@trino.example:9443/iceberg/gold"
     )
     assert trino_sqlalchemy_connect_args(settings) == {
         "http_scheme": "https", "verify": "/etc/ca.pem"

@@ -6,6 +6,7 @@ import hashlib
 import ipaddress
 import json
 import re
+import secrets
 from pathlib import Path
 
 import pytest
@@ -16,13 +17,15 @@ from commands.stack import trino_security
 from commands.stack.provision import ProvisionError
 from safra.settings import Settings
 
+PASSWORDS = {  # made up per run: no password-like literal in git
+    f"trino{name}_password": secrets.token_urlsafe(16) for name in ("", "_analyst", "_ml")
+}
+
 
 def _settings(tmp_path: Path, **overrides: object) -> Settings:
     values: dict[str, object] = {
         "data_dir": tmp_path,
-        "trino_password": SecretStr("etl-pw-0123456789"),
-        "trino_analyst_password": SecretStr("analyst-pw-0123456789"),
-        "trino_ml_password": SecretStr("ml-pw-0123456789"),
+        **{field: SecretStr(password) for field, password in PASSWORDS.items()},
     }
     return Settings(_env_file=None, **{**values, **overrides})  # type: ignore[arg-type]
 
@@ -33,10 +36,11 @@ def _mode(path: Path) -> int:
 
 def test_password_hash_is_what_trino_verifies() -> None:
     """Trino: PBKDF2WithHmacSHA1(password, salt, iterations, len(hash) * 8), hex fields."""
-    stored = trino_security.pbkdf2_hash("s3cret", salt=bytes(range(16)))
+    word = secrets.token_urlsafe(8)
+    stored = trino_security.pbkdf2_hash(word, salt=bytes(range(16)))
     iterations, salt, digest = stored.split(":")
     assert int(iterations) >= 1000 and salt == bytes(range(16)).hex()
-    expected = hashlib.pbkdf2_hmac("sha1", b"s3cret", bytes(range(16)), int(iterations), 32)
+    expected = hashlib.pbkdf2_hmac("sha1", word.encode(), bytes(range(16)), int(iterations), 32)
     assert digest == expected.hex()
 
 
@@ -49,10 +53,10 @@ def test_password_file_is_private_and_stable(tmp_path: Path) -> None:
     assert [line.split(":")[0] for line in first.splitlines()] == [
         "safra", "safra-analyst", "safra-ml"
     ]  # fmt: skip
-    assert "pw-0123456789" not in first
+    assert not any(password in first for password in PASSWORDS.values())
     trino_security.password_file(s, path)
     assert path.read_text() == first  # unchanged passwords keep their hashes
-    changed = _settings(tmp_path, trino_ml_password=SecretStr("another-pw-0123456789"))
+    changed = _settings(tmp_path, trino_ml_password=SecretStr(secrets.token_urlsafe(16)))
     trino_security.password_file(changed, path)
     old, new = first.splitlines(), path.read_text().splitlines()
     assert old[:2] == new[:2] and old[2] != new[2]
