@@ -2,8 +2,9 @@
 
 A worker is one event loop on one core. Past its capacity, requests do not pile up in the
 scoring handler (where the concurrency limit counts them) but before it: read by the server and
-queued as tasks behind each other on the loop. The concurrency limit never sees that queue; at
-twice the capacity it grew to seconds (``bench/serving_bench.py`` at 500 req/s: p99 1.5 s).
+queued as tasks behind each other on the loop. The concurrency limit never sees that queue;
+past the capacity it grew to seconds (``bench/serving_bench.py`` at 500 req/s on a worker that
+held 450: p99 1.5 s).
 
 A timer shows that wait: due every :data:`INTERVAL_S`, it runs late by about as long as a task
 queued now waits for the loop. As in CoDel (Nichols and Jacobson, "Controlling Queue Delay",

@@ -8,14 +8,13 @@ every lakehouse table. A service that is not running is recorded as such (CI has
 
 from __future__ import annotations
 
-import contextlib
 import json
-import socket
 import sys
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from commands.stack.process import port_open
 from safra.kafka_clients import client_config
 from safra.settings import Settings, get_settings
 
@@ -68,10 +67,7 @@ def _listening(address: str) -> bool:
     running is known at once, not after its client's retries (minutes in CI, which has no user
     stack)."""
     parts = urlsplit(address if "://" in address else f"//{address}")
-    where = (parts.hostname or "", parts.port or 0)
-    with contextlib.suppress(OSError), socket.create_connection(where, timeout=2.0):
-        return True
-    return False
+    return port_open(parts.hostname or "", parts.port or 0, timeout=2.0)
 
 
 def snapshot(s: Settings) -> dict[str, Any]:
